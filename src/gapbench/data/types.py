@@ -1,0 +1,63 @@
+"""The in-memory dataset types every other module consumes.
+
+A dataset lives as tensors on one device (airbench's rule: no DataLoader workers for in-memory data).
+``x`` is float32 (pixels in [0, 1]); ``y`` is int64 class labels in [0, num_classes). ``indices`` are the
+positions of the points in their source pool (the training-image file for training/validation points, the
+test file for test points), so that overlaps between splits can be checked and recorded in checkpoints.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import torch
+
+
+@dataclass(frozen=True)
+class Split:
+    """One split of a dataset: inputs, labels, and where each point came from."""
+
+    x: torch.Tensor                 # (n, *input_shape) float32
+    y: torch.Tensor                 # (n,) int64
+    indices: torch.Tensor           # (n,) int64 positions in `source`
+    source: str                     # which pool the indices refer to: 'train' or 'test' (or a generator tag)
+    name: str = ""                  # 'train', 'val', 'test', 'sprime', ...
+
+    def __len__(self) -> int:
+        return int(self.y.shape[0])
+
+    def to(self, device: str | torch.device) -> Split:
+        return replace(self, x=self.x.to(device), y=self.y.to(device), indices=self.indices.to(device))
+
+    def as_tuple(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.x, self.y
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Train / validation / test splits of one named dataset, plus extra named splits (e.g. NK's S')."""
+
+    name: str
+    train: Split
+    test: Split
+    num_classes: int
+    input_shape: tuple[int, ...]
+    val: Split | None = None
+    extra: dict[str, Split] = field(default_factory=dict)   # e.g. {'sprime': ...}
+    info: dict[str, Any] = field(default_factory=dict)      # provenance: files, checksums, generator params
+
+    def split(self, name: str) -> Split:
+        """Return the split called `name` ('train', 'val', 'test' or an extra split)."""
+        from ..errors import unknown_name
+        known = {"train": self.train, "test": self.test, **self.extra}
+        if self.val is not None:
+            known["val"] = self.val
+        if name not in known:
+            raise unknown_name("split", name, known)
+        return known[name]
+
+    def to(self, device: str | torch.device) -> Dataset:
+        return replace(self, train=self.train.to(device), test=self.test.to(device),
+                       val=None if self.val is None else self.val.to(device),
+                       extra={k: v.to(device) for k, v in self.extra.items()})

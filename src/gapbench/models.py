@@ -1,0 +1,95 @@
+"""Architectures built from a :class:`~gapbench.config.ModelConfig`.
+
+Every model is a plain ``nn.Sequential`` of Flatten / Linear / Conv2d / ReLU / MaxPool2d / Dropout, so the
+layer adapter (:mod:`gapbench.layers`) and the deep-path code can walk it. Initialization draws from a
+``torch.Generator`` seeded by ``ModelConfig.init_seed``: never from the global RNG.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from .config import ModelConfig
+from .errors import check_choice, check_positive_int, unknown_name
+
+INITS = ("torch_default", "glorot_uniform")
+
+
+def mlp(input_dim: int, num_classes: int, depth: int, width: int, bias: bool) -> nn.Sequential:
+    """Fully connected ReLU net: input_dim -> depth x width -> num_classes (L = depth + 1 weight layers)."""
+    layers: list[nn.Module] = [nn.Flatten()]
+    fan_in = input_dim
+    for _ in range(depth):
+        layers += [nn.Linear(fan_in, width, bias=bias), nn.ReLU()]
+        fan_in = width
+    layers.append(nn.Linear(fan_in, num_classes, bias=bias))
+    return nn.Sequential(*layers)
+
+
+def cnn(input_shape: tuple[int, ...], num_classes: int, width: int, bias: bool, fc_width: int,
+        dropout: float, kernel: int = 5) -> nn.Sequential:
+    """KKB's MNIST net scaled by `width`: (conv width@5x5 -> maxpool 2 -> ReLU) then (conv 2*width@5x5 ->
+    maxpool 2 -> ReLU) -> FC fc_width (dropout) -> FC num_classes. KKB v5 App. A4 uses width 32, fc 1024,
+    dropout 0.5; 'same' padding keeps 28 -> 14 -> 7."""
+    channels, height, width_px = input_shape
+    pad = kernel // 2
+    feat = 2 * width * (height // 4) * (width_px // 4)
+    layers: list[nn.Module] = [
+        nn.Conv2d(channels, width, kernel, padding=pad, bias=bias), nn.MaxPool2d(2), nn.ReLU(),
+        nn.Conv2d(width, 2 * width, kernel, padding=pad, bias=bias), nn.MaxPool2d(2), nn.ReLU(),
+        nn.Flatten(), nn.Linear(feat, fc_width, bias=bias), nn.ReLU(),
+    ]
+    if dropout > 0:
+        layers.append(nn.Dropout(dropout))
+    layers.append(nn.Linear(fc_width, num_classes, bias=bias))
+    return nn.Sequential(*layers)
+
+
+def init_weights(model: nn.Module, scheme: str, seed: int) -> None:
+    """Re-initialize every Linear/Conv2d of `model` in place from a generator seeded by `seed`.
+
+    'glorot_uniform': W ~ U(-a, a), a = sqrt(6 / (fan_in + fan_out)), biases 0 (Keras' default; NK's code).
+    'torch_default': PyTorch's own Linear/Conv2d rule, W and b ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
+    """
+    check_choice(scheme, "init", "ModelConfig", INITS)
+    gen = torch.Generator().manual_seed(seed)
+    for module in model.modules():
+        if not isinstance(module, (nn.Linear, nn.Conv2d)):
+            continue
+        weight = module.weight
+        receptive = weight[0, 0].numel() if weight.dim() > 2 else 1
+        fan_in, fan_out = weight.shape[1] * receptive, weight.shape[0] * receptive
+        if scheme == "glorot_uniform":
+            bound, bias_bound = math.sqrt(6.0 / (fan_in + fan_out)), 0.0
+        else:
+            bound = bias_bound = 1.0 / math.sqrt(fan_in)
+        with torch.no_grad():
+            weight.copy_(torch.empty(weight.shape).uniform_(-bound, bound, generator=gen))
+            if module.bias is not None:
+                module.bias.copy_(torch.empty(module.bias.shape).uniform_(-bias_bound, bias_bound,
+                                                                          generator=gen)
+                                  if bias_bound > 0 else torch.zeros(module.bias.shape))
+
+
+def build_model(cfg: ModelConfig, input_shape: tuple[int, ...], num_classes: int) -> nn.Sequential:
+    """Build and initialize the model `cfg` describes for inputs of `input_shape` (without the batch dim)."""
+    check_positive_int(cfg.width, "width", "ModelConfig")
+    check_positive_int(num_classes, "num_classes", "build_model()", minimum=2)
+    if cfg.arch == "mlp":
+        check_positive_int(cfg.depth, "depth", "ModelConfig", minimum=0)
+        model = mlp(math.prod(input_shape), num_classes, cfg.depth, cfg.width, cfg.bias)
+    elif cfg.arch == "cnn":
+        if len(input_shape) != 3:
+            from .errors import param_error
+            raise param_error("arch", "ModelConfig", "'mlp' for flat inputs ('cnn' needs (C, H, W) inputs)",
+                              cfg.arch)
+        model = cnn(input_shape, num_classes, cfg.width, cfg.bias,
+                    fc_width=int(cfg.options.get("fc_width", 1024)),
+                    dropout=float(cfg.options.get("dropout", 0.0)))
+    else:
+        raise unknown_name("architecture", cfg.arch, ["mlp", "cnn"])
+    init_weights(model, cfg.init, cfg.init_seed)
+    return model
