@@ -1,3 +1,54 @@
-"""gapbench: measures, valid bounds and paper experiments for the generalization gap of deep networks."""
+"""gapbench: measures, valid bounds and paper experiments for the generalization gap of deep networks.
+
+    import gapbench as gb
+    data = gb.load_data("mnist", n_train=1000)
+    run = gb.fit(gb.RunConfig(data=..., model=..., train=...))
+    gb.measure("spectral_product", run.model)
+    gb.bound("heldout_binomial", run.model, data.test, delta=0.05, family_size=1)
+    gb.certify(run.model, data.test, delta=0.05)
+
+Submodules load lazily so that ``import gapbench`` stays cheap and has no side effects.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
+
+from .config import DataConfig, ModelConfig, RunConfig, Runtime, TrainConfig, signature  # noqa: E402
+from .errors import GapbenchError  # noqa: E402
+
+_LAZY = {
+    "load_data": ("api", "load_data"),
+    "fit": ("api", "fit"),
+    "run_experiment": ("api", "run_experiment"),
+    "list_experiments": ("api", "list_experiments"),
+    "measure": ("measures", "measure"),
+    "list_measures": ("measures", "list_measures"),
+    "bound": ("bounds", "bound"),
+    "list_bounds": ("bounds", "list_bounds"),
+    "certify": ("certify", "certify"),
+    "gap_decomposition": ("deep_paths", "gap_decomposition"),
+    "build_model": ("models", "build_model"),
+    "Bound": ("bounds.types", "Bound"),
+    "Run": ("run", "Run"),
+    "save_checkpoint": ("checkpoint", "save"),
+    "load_checkpoint": ("checkpoint", "load"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        module, attr = _LAZY[name]
+        return getattr(importlib.import_module(f".{module}", __name__), attr)
+    raise AttributeError(f"module 'gapbench' has no attribute '{name}'")
+
+
+def __dir__() -> list[str]:
+    return sorted(list(globals()) + list(_LAZY))
+
+
+__all__ = ["DataConfig", "GapbenchError", "ModelConfig", "RunConfig", "Runtime", "TrainConfig", "signature",
+           *_LAZY]

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from .config import ModelConfig
-from .errors import check_choice, check_positive_int, unknown_name
+from .errors import check_choice, check_positive_int, param_error, unknown_name
 
 INITS = ("torch_default", "glorot_uniform")
 
@@ -78,12 +78,20 @@ def build_model(cfg: ModelConfig, input_shape: tuple[int, ...], num_classes: int
     """Build and initialize the model `cfg` describes for inputs of `input_shape` (without the batch dim)."""
     check_positive_int(cfg.width, "width", "ModelConfig")
     check_positive_int(num_classes, "num_classes", "build_model()", minimum=2)
+    # nn.Linear/Conv2d constructors draw default weights from the global RNG; fork it so building a model
+    # leaves the caller's random state untouched (the real init comes from init_weights' own generator).
+    with torch.random.fork_rng(devices=[]):
+        model = _construct(cfg, input_shape, num_classes)
+    init_weights(model, cfg.init, cfg.init_seed)
+    return model
+
+
+def _construct(cfg: ModelConfig, input_shape: tuple[int, ...], num_classes: int) -> nn.Sequential:
     if cfg.arch == "mlp":
         check_positive_int(cfg.depth, "depth", "ModelConfig", minimum=0)
         model = mlp(math.prod(input_shape), num_classes, cfg.depth, cfg.width, cfg.bias)
     elif cfg.arch == "cnn":
         if len(input_shape) != 3:
-            from .errors import param_error
             raise param_error("arch", "ModelConfig", "'mlp' for flat inputs ('cnn' needs (C, H, W) inputs)",
                               cfg.arch)
         model = cnn(input_shape, num_classes, cfg.width, cfg.bias,
@@ -91,5 +99,4 @@ def build_model(cfg: ModelConfig, input_shape: tuple[int, ...], num_classes: int
                     dropout=float(cfg.options.get("dropout", 0.0)))
     else:
         raise unknown_name("architecture", cfg.arch, ["mlp", "cnn"])
-    init_weights(model, cfg.init, cfg.init_seed)
     return model

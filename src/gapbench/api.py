@@ -1,0 +1,96 @@
+"""The flat public API behind ``import gapbench as gb`` and the CLI's checkpoint commands."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+from .config import DataConfig, RunConfig, Runtime
+from .errors import GapbenchError
+
+
+def load_data(cfg: DataConfig | str = "mnist", *, data_dir: str | Path | None = None, device: str = "cpu",
+              **fields: Any):
+    """Load a dataset: ``gb.load_data('mnist', n_train=1000)`` or ``gb.load_data(DataConfig(...))``."""
+    from .data import load_data as _load
+    if isinstance(cfg, str):
+        cfg = DataConfig(name=cfg, **fields)
+    elif fields:
+        cfg = dataclasses.replace(cfg, **fields)
+    return _load(cfg, data_dir=data_dir, device=device)
+
+
+def fit(cfg: RunConfig, data=None, *, runtime: Runtime | None = None, progress: bool = False):
+    """Train the model `cfg` describes (loading its data unless given) and return a Run."""
+    from .train import fit as _fit
+    runtime = runtime or Runtime()
+    if data is None:
+        data = load_data(cfg.data, data_dir=runtime.data_dir, device=runtime.device)
+    return _fit(cfg, data, runtime=runtime, progress=progress)
+
+
+def run_experiment(name: str, preset: str = "quick", **kwargs: Any):
+    """Run a registered experiment (see ``gb.list_experiments()``) and return its Outcome."""
+    from .experiments.runner import run_experiment as _run
+    return _run(name, preset, **kwargs)
+
+
+def list_experiments():
+    from .experiments import EXPERIMENTS
+    return list(EXPERIMENTS)
+
+
+def catalogue(kind: str) -> list[tuple[str, str]]:
+    """(name, one-line metadata) for each registered experiment / measure / bound / dataset."""
+    if kind == "experiments":
+        return [(e.name, f"{e.obj.paper}, {e.obj.figure}; presets: {', '.join(e.obj.presets)}")
+                for e in list_experiments()]
+    if kind == "measures":
+        from .measures import list_measures
+        return [(e.name, f"[{e.meta['kind']}] {e.meta['reference']}") for e in list_measures()]
+    if kind == "bounds":
+        from .bounds import list_bounds
+        return [(e.name, f"{e.meta['quantity']}; {e.meta['reference']}") for e in list_bounds()]
+    if kind == "datasets":
+        from .data import list_datasets
+        return [(d.name, f"[{d.kind}] {d.description}") for d in list_datasets()]
+    raise GapbenchError(f"Unknown catalogue '{kind}'. Known: experiments, measures, bounds, datasets.")
+
+
+def _checkpoint_and_data(path, data_name, data_dir):
+    from . import checkpoint
+    from .data import load_data as _load
+    run = checkpoint.load(Path(path))
+    data_cfg = run.config.data
+    if data_name is not None and data_name != data_cfg.name:
+        data_cfg = DataConfig(name=data_name, options=dict(data_cfg.options))
+    return run, _load(data_cfg, data_dir=data_dir), data_cfg.name == run.config.data.name
+
+
+def measure_checkpoint(path, *, data_name=None, split="train", quantities=None, data_dir=None) -> dict:
+    """Every applicable measure (or the named ones) of a checkpoint, as {name: value}."""
+    from .measures import list_measures, measure
+    run, data, _ = _checkpoint_and_data(path, data_name, data_dir)
+    target = data.split(split)
+    init = run.init_model()
+    names = quantities or [e.name for e in list_measures()]
+    values = {}
+    for name in names:
+        try:
+            values[name] = float(measure(name, run.model, target, init=init))
+        except GapbenchError:
+            if quantities:      # asked for by name: the user should hear why it does not apply
+                raise
+    return values
+
+
+def certify_checkpoint(path, *, data_name=None, split="test", delta=0.05, family_size=1, data_dir=None):
+    """`certify` a checkpoint on a held-out split, refusing a split that overlaps its training points."""
+    from .certify import certify as _certify
+    from .certify import check_disjoint
+    run, data, same_data = _checkpoint_and_data(path, data_name, data_dir)
+    target = data.split(split)
+    if same_data:
+        check_disjoint(run.train_indices, target)
+    return _certify(run.model, target, delta=delta, family_size=family_size)

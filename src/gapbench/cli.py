@@ -1,0 +1,201 @@
+"""The `gapbench` command line. Every user mistake ends in a one-paragraph message and exit code 2."""
+
+from __future__ import annotations
+
+import json
+import sys
+import textwrap
+from pathlib import Path
+
+import click
+
+from .errors import GapbenchError
+
+DEFAULT_OUT = "results"
+
+
+class _Group(click.Group):
+    """Turn GapbenchError into a clean one-paragraph message instead of a traceback."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except GapbenchError as err:
+            click.echo(textwrap.fill(f"error: {err}", width=100, break_on_hyphens=False,
+                                     break_long_words=False), err=True)
+            sys.exit(2)
+
+
+def _runtime(workers=1, data_dir=None, device="cpu", progress=True):
+    from .config import Runtime
+    from .errors import param_error
+    if workers < 1:
+        raise param_error("workers", "gapbench run", "an int >= 1", workers)
+    if device.startswith("cuda"):
+        import torch
+        if not torch.cuda.is_available():
+            raise GapbenchError(f"--device {device} was requested but CUDA is not available on this "
+                                f"machine. Use --device cpu.")
+    return Runtime(device=device, workers=workers, data_dir=data_dir, progress=progress)
+
+
+def _parse_sets(pairs: tuple[str, ...]) -> dict[str, str]:
+    out = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise GapbenchError(f"The --set option must be key=value. Got {pair!r} instead. "
+                                f"Example: --set m=128,256")
+        key, value = pair.split("=", 1)
+        out[key.strip()] = value.strip()
+    return out
+
+
+data_dir_option = click.option("--data-dir", type=click.Path(file_okay=False), default=None,
+                               help="Dataset directory (default: $GAPBENCH_DATA, else the user cache).")
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="gapbench")
+def main():
+    """gapbench: measures, valid bounds and paper experiments for the generalization gap."""
+
+
+@main.command("list")
+@click.argument("what", type=click.Choice(["experiments", "measures", "bounds", "datasets", "all"]),
+                default="all")
+def list_cmd(what):
+    """List experiments, measures, bounds and datasets with their references."""
+    from . import api
+    sections = ["experiments", "measures", "bounds", "datasets"] if what == "all" else [what]
+    for name in sections:
+        click.secho(name, bold=True)
+        for entry_name, meta in api.catalogue(name):
+            click.echo(f"  {entry_name:36s} {meta}")
+
+
+def _print_outcome(outcome, as_json: bool):
+    summary = outcome.summary()
+    if as_json:
+        click.echo(json.dumps(summary, indent=2, default=str))
+        return
+    click.secho(f"\n{outcome.experiment} ({outcome.preset}): {outcome.runs_trained} trained, "
+                f"{outcome.runs_reused} reused, {outcome.runs_failed} failed, {outcome.missing} missing, "
+                f"{outcome.seconds:.1f} s", bold=True)
+    for claim in outcome.claims:
+        mark = click.style("held    ", fg="green") if claim.held else click.style("NOT held", fg="red")
+        value = "n/a" if claim.value is None else f"{claim.value:.4g}"
+        click.echo(f"  {mark} {claim.name}: {value}  ({claim.detail})")
+    for key, value in outcome.slopes.items():
+        click.echo(f"  slope {key}: {value:.3f}")
+    if outcome.paths:
+        click.echo(f"  outputs: {Path(outcome.paths['report']).parent}/")
+
+
+@main.command()
+@click.argument("experiment")
+@click.option("--preset", default="quick", show_default=True, help="smoke | quick | paper (or experiment-specific)")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override a preset parameter.")
+@click.option("--workers", default=1, show_default=True, type=int, help="Worker processes (1 thread each).")
+@click.option("--out", default=DEFAULT_OUT, show_default=True, type=click.Path(file_okay=False))
+@click.option("--device", default="cpu", show_default=True)
+@data_dir_option
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@click.option("--no-progress", is_flag=True, help="Hide progress bars.")
+def run(experiment, preset, sets, workers, out, device, data_dir, as_json, no_progress):
+    """Train what is missing, measure, store, plot and check the claims of EXPERIMENT."""
+    from .experiments.runner import run_experiment
+    runtime = _runtime(workers, data_dir, device, progress=not no_progress)
+    outcome = run_experiment(experiment, preset, overrides=_parse_sets(sets), out=out, runtime=runtime,
+                             progress=not no_progress)
+    _print_outcome(outcome, as_json)
+
+
+@main.command()
+@click.argument("experiment")
+@click.option("--preset", default="quick", show_default=True)
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE")
+@click.option("--out", default=DEFAULT_OUT, show_default=True, type=click.Path(file_okay=False))
+@click.option("--json", "as_json", is_flag=True)
+def report(experiment, preset, sets, out, as_json):
+    """Rebuild EXPERIMENT's figure, CSV, summary and HTML report from the store (trains nothing)."""
+    from .experiments.runner import run_experiment
+    outcome = run_experiment(experiment, preset, overrides=_parse_sets(sets), out=out, train=False,
+                             progress=False)
+    _print_outcome(outcome, as_json)
+
+
+@main.command()
+@click.argument("experiment")
+@click.option("--csv", "csv_path", required=True, type=click.Path(dir_okay=False), help="Output CSV file.")
+@click.option("--preset", default="quick", show_default=True)
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE")
+@click.option("--out", default=DEFAULT_OUT, show_default=True, type=click.Path(file_okay=False))
+def export(experiment, csv_path, preset, sets, out):
+    """Write EXPERIMENT's stored results (one row per trained model) to a CSV file."""
+    from .experiments.runner import run_experiment
+    from .report import atomic_write_bytes, csv_bytes
+    outcome = run_experiment(experiment, preset, overrides=_parse_sets(sets), out=out, train=False,
+                             progress=False, write=False)
+    atomic_write_bytes(Path(csv_path), csv_bytes(outcome.table))
+    click.echo(f"wrote {len(outcome.table)} rows to {csv_path}")
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the measurements as JSON.")
+@click.option("--quick", is_flag=True, help="Fewer repetitions (a smoke check, noisier).")
+def bench(as_json, quick):
+    """Training-throughput benchmark: matmul peak, MFU, batch-1 and stacked speed-ups, spectral norms."""
+    from .bench import format_bench, run_bench
+    result = run_bench(quick=quick, progress=not as_json)
+    click.echo(json.dumps(result, indent=2) if as_json else format_bench(result))
+
+
+@main.command()
+@click.argument("checkpoint_path", metavar="CHECKPOINT", type=click.Path(dir_okay=False))
+@click.option("--data", "data_name", default=None, help="Dataset to measure on (default: the checkpoint's).")
+@click.option("--split", default="train", show_default=True)
+@click.option("--quantities", "-q", multiple=True, help="Measures to compute (default: all that apply).")
+@data_dir_option
+@click.option("--json", "as_json", is_flag=True)
+def measure(checkpoint_path, data_name, split, quantities, data_dir, as_json):
+    """Compute generalization measures of a trained CHECKPOINT."""
+    from .api import measure_checkpoint
+    values = measure_checkpoint(checkpoint_path, data_name=data_name, split=split,
+                                quantities=list(quantities) or None, data_dir=data_dir)
+    if as_json:
+        click.echo(json.dumps(values, indent=2))
+    else:
+        for key, value in values.items():
+            click.echo(f"  {key:40s} {value:.6g}")
+
+
+@main.command()
+@click.argument("checkpoint_path", metavar="CHECKPOINT", type=click.Path(dir_okay=False))
+@click.option("--data", "data_name", default=None, help="Dataset (default: the checkpoint's).")
+@click.option("--split", default="test", show_default=True, help="Held-out split: test or val.")
+@click.option("--delta", default=0.05, show_default=True, type=float)
+@click.option("--family-size", default=1, show_default=True, type=int,
+              help="Number of models this one was selected from using the same held-out data.")
+@data_dir_option
+@click.option("--json", "as_json", is_flag=True)
+def certify(checkpoint_path, data_name, split, delta, family_size, data_dir, as_json):
+    """Tightest valid upper bound on CHECKPOINT's test error from held-out data."""
+    from .api import certify_checkpoint
+    cert = certify_checkpoint(checkpoint_path, data_name=data_name, split=split, delta=delta,
+                              family_size=family_size, data_dir=data_dir)
+    click.echo(json.dumps(cert.as_dict(), indent=2, default=str) if as_json else cert.format())
+
+
+@main.command()
+@click.option("--out", default="demo", show_default=True, type=click.Path(file_okay=False))
+@click.option("--workers", default=1, show_default=True, type=int)
+@data_dir_option
+def demo(out, workers, data_dir):
+    """The headline results of both papers in one HTML report (about 10 minutes on 2 CPU cores)."""
+    from .demo import run_demo
+    path = run_demo(out=out, runtime=_runtime(workers, data_dir))
+    click.echo(f"demo report: {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,31 @@
+"""Registered paper experiments. Each module defines one :class:`Experiment` and registers it here."""
+
+from __future__ import annotations
+
+from ..registry import Registry
+from .base import PRESETS, Claim, ClaimResult, Experiment
+from .table import Table, loglog_slope, slope_of
+
+EXPERIMENTS: Registry[Experiment] = Registry("experiment")
+
+
+def register(exp: Experiment) -> Experiment:
+    """Register an experiment (used by the paper modules and by tests that define their own)."""
+    EXPERIMENTS.add(exp.name, exp, paper=exp.paper, figure=exp.figure, reference=exp.paper)
+    return exp
+
+
+def get(name: str | Experiment) -> Experiment:
+    return name if isinstance(name, Experiment) else EXPERIMENTS.get(name).obj
+
+
+def _load_builtin() -> None:
+    import importlib
+    for module in ():  # paper experiment modules are appended here as they land
+        importlib.import_module(f"{__name__}.{module}")
+
+
+_load_builtin()
+
+__all__ = ["EXPERIMENTS", "PRESETS", "Claim", "ClaimResult", "Experiment", "Table", "get", "loglog_slope",
+           "register", "slope_of"]

@@ -1,0 +1,103 @@
+"""What an experiment is: data (presets, a grid, claims, a plot), no training code.
+
+An :class:`Experiment` turns a preset's parameters into job configs (one per trained model or model pair);
+the sweep runs the named job function on each; the claims are predicates over the stored results table.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import ConfigError, unknown_name
+from .table import Table
+
+PRESETS = ("smoke", "quick", "paper")
+
+
+@dataclass(frozen=True)
+class ClaimResult:
+    name: str
+    held: bool
+    value: float | None
+    detail: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "held": bool(self.held), "value": self.value, "detail": self.detail}
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A machine-checkable statement from the paper. `check(table, params)` returns (held, value, detail)."""
+
+    name: str
+    text: str
+    check: Callable[[Table, Mapping[str, Any]], tuple[bool, float | None, str]]
+
+    def evaluate(self, table: Table, params: Mapping[str, Any]) -> ClaimResult:
+        if len(table.ok()) == 0:
+            return ClaimResult(self.name, False, None, "no successful runs to evaluate")
+        held, value, detail = self.check(table.ok(), params)
+        return ClaimResult(self.name, bool(held), None if value is None else float(value), detail)
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """A registered experiment: one paper figure or claim."""
+
+    name: str
+    paper: str                                   # citation
+    figure: str                                  # which figure / claim of the paper
+    summary: str                                 # one paragraph: what it shows
+    presets: Mapping[str, Mapping[str, Any]]     # preset name -> parameters
+    points: Callable[[Mapping[str, Any]], list[dict[str, Any]]]  # params -> job configs (JSON dicts)
+    job: str                                     # 'module:function' run on each config by the sweep
+    claims: tuple[Claim, ...] = ()
+    plot: Callable[..., Any] | None = None       # plot(table, fig, params) draws the figure
+    slopes: Callable[[Table], dict[str, float]] | None = None
+    notes: Mapping[str, str] = field(default_factory=dict)  # preset -> what it changes vs the paper
+
+    def params(self, preset: str, overrides: Mapping[str, str] | None = None) -> dict[str, Any]:
+        """The preset's parameters with `--set key=value` overrides applied and type-checked."""
+        if preset not in self.presets:
+            raise unknown_name(f"preset of experiment '{self.name}'", preset, self.presets)
+        params = dict(self.presets[preset])
+        for key, raw in (overrides or {}).items():
+            if key not in params:
+                raise ConfigError(f"Unknown --set key '{key}' for experiment '{self.name}'. Known keys: "
+                                  f"{', '.join(sorted(params))}. Example: --set {sorted(params)[0]}=...")
+            params[key] = coerce(raw, params[key], key)
+        return params
+
+
+def coerce(raw: Any, like: Any, key: str) -> Any:
+    """Parse a --set value to the type of the preset's value `like` (lists: comma-separated or JSON)."""
+    if not isinstance(raw, str):
+        return raw
+    try:
+        if isinstance(like, bool):
+            if raw.lower() in ("1", "true", "yes", "on"):
+                return True
+            if raw.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError
+        if isinstance(like, (list, tuple)):
+            if raw.startswith("["):
+                items = json.loads(raw)
+            else:
+                items = [s for s in raw.split(",") if s.strip()]
+            elem = like[0] if like else raw
+            return [coerce(str(v) if not isinstance(v, str) else v, elem, key) for v in items]
+        if isinstance(like, int):
+            return int(float(raw)) if float(raw).is_integer() else int(raw)
+        if isinstance(like, float):
+            return float(raw)
+        if like is None:
+            return json.loads(raw) if raw not in ("", "none", "None") else None
+        return raw
+    except (ValueError, json.JSONDecodeError):
+        kind = "a comma-separated list" if isinstance(like, (list, tuple)) else type(like).__name__
+        raise ConfigError(f"The --set value for '{key}' must be {kind} like the preset's {like!r}. "
+                          f"Got {raw!r} instead.") from None

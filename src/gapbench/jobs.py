@@ -1,0 +1,103 @@
+"""Job functions the sweep runs: train one model (or a pair from the same init), checkpoint it, measure it.
+
+A job config is a JSON dict:
+
+    {"hp": {...},                 # the grid point's parameters, shown as hp.* columns
+     "run": {...},                # a RunConfig as a dict (config.to_dict)
+     "quantities": [              # what to measure after training
+        {"measure": "spectral_product", "as": "spectral_product", "split": "train", "params": {...}},
+        {"bound": "heldout_binomial", "split": "val", "params": {"family_size": 27}, "delta": 0.05},
+     ]}
+
+Every value is a float; a bound contributes its value (and `vacuous` is derivable). The whole dict is the
+run's signature, so changing what is measured re-runs the job (training is then reused from the checkpoint
+when its RunConfig signature matches).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .config import RunConfig, Runtime, from_dict, signature
+from .evaluate import margins, zero_one_error
+
+
+def _load(cfg: RunConfig, runtime: Runtime):
+    from .data import load_data
+    return load_data(cfg.data, data_dir=runtime.data_dir, device=runtime.device)
+
+
+def _train_or_reuse(cfg: RunConfig, data, runtime: Runtime, out_dir: Path):
+    """Train `cfg`, or load its checkpoint when one with the same RunConfig signature exists."""
+    from . import checkpoint
+    from .train import fit
+    path = Path(out_dir) / "checkpoints" / f"{signature(cfg)}.pt"
+    if path.exists():
+        try:
+            return checkpoint.load(path, expected_signature=signature(cfg)), path
+        except Exception:  # a corrupt or stale checkpoint is retrained, never trusted
+            path.unlink(missing_ok=True)
+    run = fit(cfg, data, runtime=runtime, progress=False)
+    checkpoint.save(path, run)
+    return run, path
+
+
+def basic_values(run, data) -> dict[str, float]:
+    """Errors, margins summary and training statistics of a trained run."""
+    model = run.model
+    tr_margins = margins(model, data.train.x, data.train.y)
+    values = {
+        "train_error": float((tr_margins <= 0).double().mean()),
+        "test_error": zero_one_error(model, data.test.x, data.test.y),
+        "median_margin": float(tr_margins.double().median()),
+        "converged": 1.0 if run.status == "converged" else 0.0,
+        "epochs": float(run.epochs),
+        "steps": float(run.steps),
+        "train_seconds": float(run.seconds),
+    }
+    if data.val is not None:
+        values["val_error"] = zero_one_error(model, data.val.x, data.val.y)
+    for name, split in data.extra.items():
+        values[f"{name}_error"] = zero_one_error(model, split.x, split.y)
+    return values
+
+
+def measure_quantities(run, data, quantities: list[dict[str, Any]]) -> dict[str, float]:
+    """Evaluate the configured measures and bounds on a trained run."""
+    from .bounds import bound
+    from .measures import measure
+    values: dict[str, float] = {}
+    init = run.init_model()
+    for q in quantities:
+        split = data.split(q.get("split", "train"))
+        params = dict(q.get("params", {}))
+        if "measure" in q:
+            key = q.get("as", q["measure"])
+            values[key] = float(measure(q["measure"], run.model, split, init=init, **params))
+        else:
+            key = q.get("as", q["bound"])
+            if q.get("needs_init"):
+                params["init"] = init
+            values[key] = float(bound(q["bound"], run.model, split, delta=q.get("delta", 0.05), **params).value)
+    return values
+
+
+def train_measure(config: dict[str, Any], runtime: Runtime, out_dir: Path):
+    """Train one model from config['run'], checkpoint it, and measure config['quantities']."""
+    from .sweep import JobResult
+    torch.set_num_threads(runtime.threads)
+    cfg = from_dict(RunConfig, config["run"])
+    data = _load(cfg, runtime)
+    start = time.perf_counter()
+    run, path = _train_or_reuse(cfg, data, runtime, out_dir)
+    if run.status == "failed":
+        return JobResult({"epochs": float(run.epochs), "steps": float(run.steps)}, status="failed",
+                         reason=run.reason, checkpoint=str(path))
+    values = basic_values(run, data)
+    values.update(measure_quantities(run, data, config.get("quantities", [])))
+    values["job_seconds"] = time.perf_counter() - start
+    return JobResult(values, status="done", reason=run.reason, checkpoint=str(path))

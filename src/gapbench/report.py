@@ -1,0 +1,157 @@
+"""Outputs of an experiment: figure.png/.pdf, results.csv, summary.json and a self-contained report.html.
+
+Every file is written to a temporary name and renamed into place, so a killed run never leaves a half file.
+The figure's caption lists each claim as held / not held with its measured value: the figure, the summary
+and the HTML report all show the same evaluation of the same stored rows.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import html
+import io
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display on the machines; set before pyplot is imported
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write `data` to `path` via a temp file in the same directory and os.replace."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def claim_lines(claims) -> list[str]:
+    return [f"{'HELD' if c.held else 'NOT HELD'}: {c.name} ({_fmt(c.value)}; {c.detail})" for c in claims]
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return str(value)
+        return f"{value:.4g}"
+    return str(value)
+
+
+def render_figure(exp, outcome) -> plt.Figure:
+    """The experiment's figure with the claims as caption."""
+    fig = plt.figure(figsize=(12, 7.5))
+    if exp.plot is not None and len(outcome.table.ok()):
+        exp.plot(outcome.table.ok(), fig, outcome.params)
+    else:
+        fig.text(0.5, 0.5, "no successful runs to plot", ha="center", va="center")
+    caption = [f"{exp.name} ({outcome.preset} preset) - {exp.paper}, {exp.figure}"] + claim_lines(outcome.claims)
+    fig.text(0.01, 0.005, "\n".join(caption), fontsize=8, va="bottom", family="monospace")
+    fig.subplots_adjust(bottom=0.1 + 0.028 * len(caption))
+    return fig
+
+
+def figure_bytes(fig: plt.Figure, fmt: str) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format=fmt, dpi=110)
+    return buf.getvalue()
+
+
+def csv_bytes(table) -> bytes:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=table.columns(), extrasaction="ignore")
+    writer.writeheader()
+    for row in table.rows:
+        writer.writerow({k: _csv_value(v) for k, v in row.items()})
+    return buf.getvalue().encode()
+
+
+def _csv_value(v: Any) -> Any:
+    return repr(v) if isinstance(v, float) else v
+
+
+def write_outputs(exp, outcome, exp_dir: Path) -> dict[str, str]:
+    """Write the four outputs of one experiment; returns their paths."""
+    exp_dir = Path(exp_dir)
+    fig = render_figure(exp, outcome)
+    png = figure_bytes(fig, "png")
+    paths = {"figure": exp_dir / "figure.png", "figure_pdf": exp_dir / "figure.pdf",
+             "results": exp_dir / "results.csv", "summary": exp_dir / "summary.json",
+             "report": exp_dir / "report.html"}
+    atomic_write_bytes(paths["figure"], png)
+    atomic_write_bytes(paths["figure_pdf"], figure_bytes(fig, "pdf"))
+    plt.close(fig)
+    atomic_write_bytes(paths["results"], csv_bytes(outcome.table))
+    str_paths = {k: str(v) for k, v in paths.items()}
+    outcome.paths = str_paths
+    atomic_write_bytes(paths["summary"], json.dumps(outcome.summary(), indent=2, default=str).encode())
+    atomic_write_bytes(paths["report"], html_page(exp.name, [section(exp, outcome, png)]).encode())
+    return str_paths
+
+
+def section(exp, outcome, png: bytes) -> str:
+    """One experiment's HTML section: figure, claims, slopes, parameters, results."""
+    rows = "".join(
+        f"<tr class='{'held' if c.held else 'not'}'><td>{'held' if c.held else 'NOT held'}</td>"
+        f"<td>{html.escape(c.name)}</td><td>{_fmt(c.value)}</td><td>{html.escape(c.detail)}</td></tr>"
+        for c in outcome.claims)
+    slopes = "".join(f"<tr><td>{html.escape(k)}</td><td>{_fmt(v)}</td></tr>" for k, v in outcome.slopes.items())
+    note = exp.notes.get(outcome.preset, "")
+    table = outcome.table
+    cols = table.columns()
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(_fmt(r.get(c)))}</td>" for c in cols) + "</tr>"
+                   for r in table.rows[:300])
+    more = f"<p>{len(table) - 300} more rows in results.csv</p>" if len(table) > 300 else ""
+    return f"""
+<section id="{html.escape(exp.name)}">
+<h2>{html.escape(exp.name)} <small>({html.escape(outcome.preset)} preset)</small></h2>
+<p><b>{html.escape(exp.paper)}</b>, {html.escape(exp.figure)}. {html.escape(exp.summary)}</p>
+{f'<p class="note">Preset note: {html.escape(note)}</p>' if note else ''}
+<p>Runs: {outcome.runs_trained} trained, {outcome.runs_reused} reused, {outcome.runs_failed} failed,
+{outcome.missing} missing; {outcome.seconds:.1f} s.</p>
+<img src="data:image/png;base64,{base64.b64encode(png).decode()}" alt="{html.escape(exp.name)} figure">
+<h3>Claims</h3><table><tr><th>verdict</th><th>claim</th><th>value</th><th>detail</th></tr>{rows}</table>
+{'<h3>Slopes (log-log, medians over seeds)</h3><table>' + slopes + '</table>' if slopes else ''}
+<h3>Parameters</h3><pre>{html.escape(json.dumps(outcome.params, indent=1, default=str))}</pre>
+<details><summary>Results ({len(table)} rows)</summary><table><tr>{''.join(f'<th>{html.escape(c)}</th>' for c in cols)}</tr>
+{body}</table>{more}</details>
+</section>"""
+
+
+def html_page(title: str, sections: list[str], intro: str = "") -> str:
+    from .provenance import provenance
+    prov = provenance()
+    return f"""<!doctype html><html><head><meta charset="utf-8"><title>gapbench: {html.escape(title)}</title>
+<style>body{{font-family:sans-serif;max-width:1200px;margin:auto;padding:1em}}table{{border-collapse:collapse;
+font-size:12px}}td,th{{border:1px solid #ccc;padding:2px 6px}}tr.held td:first-child{{background:#cfc}}
+tr.not td:first-child{{background:#fcc}}img{{max-width:100%}}.note{{background:#ffd;padding:4px}}
+details{{overflow-x:auto}}</style></head><body><h1>gapbench report: {html.escape(title)}</h1>{intro}
+{''.join(sections)}
+<footer><hr><small>gapbench {html.escape(str(prov.get('gapbench')))}, git {html.escape(str(prov.get('git_sha')))},
+torch {html.escape(str(prov.get('torch')))}, {html.escape(str(prov.get('time')))}</small></footer></body></html>"""
+
+
+def write_combined(outcomes: list[tuple[Any, Any]], path: Path, title: str, intro: str = "") -> Path:
+    """One HTML page with a section per (experiment, outcome), figures embedded (the demo report)."""
+    sections = []
+    for exp, outcome in outcomes:
+        fig = render_figure(exp, outcome)
+        sections.append(section(exp, outcome, figure_bytes(fig, "png")))
+        plt.close(fig)
+    atomic_write_bytes(Path(path), html_page(title, sections, intro).encode())
+    return Path(path)
