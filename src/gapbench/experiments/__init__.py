@@ -19,9 +19,12 @@ def get(name: str | Experiment) -> Experiment:
     return name if isinstance(name, Experiment) else EXPERIMENTS.get(name).obj
 
 
+BUILTIN = ("nk2019_linear", "kkb2017_linear_memorization")
+
+
 def _load_builtin() -> None:
     import importlib
-    for module in ():  # paper experiment modules are appended here as they land
+    for module in BUILTIN:
         importlib.import_module(f"{__name__}.{module}")
 
 
