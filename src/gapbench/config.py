@@ -17,9 +17,11 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import ConfigError
+from .errors import (ConfigError, check_choice, check_positive_float, check_positive_int, check_probability,
+                     param_error)
 
-SIGNATURE_VERSION = 1  # bump only when the meaning of an existing field changes
+SIGNATURE_VERSION = 1
+STOP_RULES = ("margin", "loss", "train_error", "epochs")  # bump only when the meaning of an existing field changes
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,17 @@ class DataConfig:
     n_test: int | None = None      # evaluate on the first n_test test points; None = all
     options: dict[str, Any] = field(default_factory=dict)  # generator parameters (dim, radii, ...)
 
+    def __post_init__(self):
+        where = "DataConfig"
+        for name in ("n_train", "pool_size", "n_test"):
+            if getattr(self, name) is not None:
+                check_positive_int(getattr(self, name), name, where)
+        check_positive_int(self.n_val, "n_val", where, minimum=0)
+        check_positive_float(self.augment_noise, "augment_noise", where, allow_zero=True)
+        check_probability(self.label_noise, "label_noise", where, open_low=False, open_high=False)
+        for name in ("subset_seed", "label_seed"):
+            check_positive_int(getattr(self, name), name, where, minimum=0)
+
 
 @dataclass(frozen=True)
 class ModelConfig:
@@ -50,6 +63,11 @@ class ModelConfig:
     init: str = "torch_default"    # 'torch_default' | 'glorot_uniform'
     init_seed: int = 0             # seed of the initial weights, separate from data and SGD seeds
     options: dict[str, Any] = field(default_factory=dict)  # arch-specific (e.g. CNN fc width, dropout)
+
+    def __post_init__(self):
+        check_positive_int(self.depth, "depth", "ModelConfig", minimum=0)
+        check_positive_int(self.width, "width", "ModelConfig")
+        check_positive_int(self.init_seed, "init_seed", "ModelConfig", minimum=0)
 
 
 @dataclass(frozen=True)
@@ -69,6 +87,21 @@ class TrainConfig:
     error_threshold: float = 0.0   # stop when training error <= this ('train_error' rule)
     sgd_seed: int = 0              # seed of the example order, separate from data and init seeds
     options: dict[str, Any] = field(default_factory=dict)  # e.g. two-phase alpha
+
+    def __post_init__(self):
+        where = "TrainConfig"
+        check_positive_float(self.lr, "lr", where)
+        if not 0 <= self.momentum < 1:
+            raise param_error("momentum", where, "a float in [0, 1)", self.momentum)
+        check_positive_float(self.weight_decay, "weight_decay", where, allow_zero=True)
+        check_positive_int(self.batch_size, "batch_size", where)
+        check_positive_int(self.max_epochs, "max_epochs", where)
+        check_choice(self.stop, "stop", where, STOP_RULES)
+        check_positive_float(self.target_margin, "target_margin", where, allow_zero=True)
+        check_probability(self.margin_fraction, "margin_fraction", where, open_high=False)
+        check_positive_float(self.loss_threshold, "loss_threshold", where, allow_zero=True)
+        check_probability(self.error_threshold, "error_threshold", where, open_low=False)
+        check_positive_int(self.sgd_seed, "sgd_seed", where, minimum=0)
 
 
 @dataclass(frozen=True)

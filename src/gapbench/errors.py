@@ -36,12 +36,15 @@ def param_error(param: str, where: str, expected: str, got: Any, fix: str = "") 
     return GapbenchError(msg)
 
 
-def unknown_name(kind: str, name: str, known: Iterable[str]) -> GapbenchError:
-    """Error for an unknown registry name, listing the known ones and the closest match."""
+def unknown_name(kind: str, name: str, known: Iterable[str], where: str = "") -> GapbenchError:
+    """Error for an unknown registry name, listing the known ones and the closest match.
+
+    `where` adds context after the name, e.g. " for experiment 'nk2019-fig1'".
+    """
     known = sorted(known)
-    close = difflib.get_close_matches(name, known, n=1)
+    close = difflib.get_close_matches(str(name), known, n=1)
     hint = f" Did you mean '{close[0]}'?" if close else ""
-    return GapbenchError(f"Unknown {kind} '{name}'.{hint} Known {kind}s: {', '.join(known)}.")
+    return GapbenchError(f"Unknown {kind} '{name}'{where}.{hint} Known {kind}s: {', '.join(known)}.")
 
 
 def check_probability(value: Any, param: str, where: str, *, open_low: bool = True,

@@ -63,6 +63,8 @@ def basic_values(run, data) -> dict[str, float]:
         values["val_error"] = zero_one_error(model, data.val.x, data.val.y)
     for name, split in data.extra.items():
         values[f"{name}_error"] = zero_one_error(model, split.x, split.y)
+    if "sprime" in data.extra:  # NK's lemma: S and S' are equally likely, so ε_unif ≥ err(S') − test error
+        values["uc_lower_bound"] = values["sprime_error"] - values["test_error"]
     return values
 
 
@@ -101,3 +103,34 @@ def train_measure(config: dict[str, Any], runtime: Runtime, out_dir: Path):
     values.update(measure_quantities(run, data, config.get("quantities", [])))
     values["job_seconds"] = time.perf_counter() - start
     return JobResult(values, status="done", reason=run.reason, checkpoint=str(path))
+
+
+def train_pair(config: dict[str, Any], runtime: Runtime, out_dir: Path):
+    """NK's "two training sets from the same initialization": train config['run'] (draw a) and the same
+    config with data.subset_seed = config['pair_subset_seed'] (draw b; same init_seed and SGD seed), then
+    measure both. Draw a's values are the plain columns, draw b's carry a '_b' suffix, and
+    'dist_between_fro' is ‖W_a − W_b‖_F over all weight layers."""
+    import dataclasses
+
+    from .measures import measure
+    from .sweep import JobResult
+    torch.set_num_threads(runtime.threads)
+    cfg_a = from_dict(RunConfig, config["run"])
+    cfg_b = dataclasses.replace(cfg_a, data=dataclasses.replace(cfg_a.data,
+                                                                subset_seed=int(config["pair_subset_seed"])))
+    start = time.perf_counter()
+    values: dict[str, float] = {}
+    runs = []
+    for cfg, suffix in ((cfg_a, ""), (cfg_b, "_b")):
+        data = _load(cfg, runtime)
+        run, path = _train_or_reuse(cfg, data, runtime, out_dir)
+        if run.status == "failed":
+            return JobResult({"epochs" + suffix: float(run.epochs)}, status="failed",
+                             reason=f"draw{suffix or '_a'}: {run.reason}", checkpoint=str(path))
+        draw = basic_values(run, data)
+        draw.update(measure_quantities(run, data, config.get("quantities", [])))
+        values.update({key + suffix: value for key, value in draw.items()})
+        runs.append(run)
+    values["dist_between_fro"] = float(measure("dist_between", runs[0].model, init=runs[1].model))
+    values["job_seconds"] = time.perf_counter() - start
+    return JobResult(values, status="done", reason=runs[0].reason)

@@ -62,7 +62,7 @@ class Experiment:
     def params(self, preset: str, overrides: Mapping[str, str] | None = None) -> dict[str, Any]:
         """The preset's parameters with `--set key=value` overrides applied and type-checked."""
         if preset not in self.presets:
-            raise unknown_name(f"preset of experiment '{self.name}'", preset, self.presets)
+            raise unknown_name("preset", preset, self.presets, where=f" for experiment '{self.name}'")
         params = dict(self.presets[preset])
         for key, raw in (overrides or {}).items():
             if key not in params:
@@ -89,7 +89,10 @@ def coerce(raw: Any, like: Any, key: str) -> Any:
             else:
                 items = [s for s in raw.split(",") if s.strip()]
             elem = like[0] if like else raw
-            return [coerce(str(v) if not isinstance(v, str) else v, elem, key) for v in items]
+            try:
+                return [coerce(str(v) if not isinstance(v, str) else v, elem, key) for v in items]
+            except ConfigError:
+                raise ValueError from None
         if isinstance(like, int):
             return int(float(raw)) if float(raw).is_integer() else int(raw)
         if isinstance(like, float):
@@ -98,6 +101,7 @@ def coerce(raw: Any, like: Any, key: str) -> Any:
             return json.loads(raw) if raw not in ("", "none", "None") else None
         return raw
     except (ValueError, json.JSONDecodeError):
-        kind = "a comma-separated list" if isinstance(like, (list, tuple)) else type(like).__name__
-        raise ConfigError(f"The --set value for '{key}' must be {kind} like the preset's {like!r}. "
+        kind = (f"a comma-separated list of {type(like[0]).__name__ if like else 'values'}"
+                if isinstance(like, (list, tuple)) else f"a {type(like).__name__}")
+        raise ConfigError(f"The --set value for '{key}' must be {kind}, like the preset's {like!r}. "
                           f"Got {raw!r} instead.") from None
