@@ -80,12 +80,34 @@ def measure_quantities(run, data, quantities: list[dict[str, Any]]) -> dict[str,
         if "measure" in q:
             key = q.get("as", q["measure"])
             values[key] = float(measure(q["measure"], run.model, split, init=init, **params))
+        elif "decomposition" in q:
+            values.update(theorem7_values(run.model, split, data.split(q["population"]),
+                                          n_population=int(q["n_population"]), top_k=int(q.get("top_k", 5))))
         else:
             key = q.get("as", q["bound"])
             if q.get("needs_init"):
                 params["init"] = init
             values[key] = float(bound(q["bound"], run.model, split, delta=q.get("delta", 0.05), **params).value)
     return values
+
+
+def theorem7_values(model, train, population, *, n_population: int, top_k: int) -> dict[str, float]:
+    """KKB Theorem 7 on a trained net: both sides of the identity and each factor, as flat columns.
+
+    The population expectation is the average over the first n_population points of `population`."""
+    from .deep_paths import gap_decomposition
+    pop = (population.x[:n_population], population.y[:n_population])
+    dec = gap_decomposition(model, (train.x, train.y), pop, top_k=top_k)
+    out = {"thm7_lhs": float(dec.lhs), "thm7_rhs": float(dec.rhs),
+           "thm7_abs_diff": abs(float(dec.lhs) - float(dec.rhs)),
+           "path_norm_l2": float(torch.as_tensor(dec.path_norms).double().pow(2).sum().sqrt()),
+           "v_norm": float(torch.as_tensor(dec.v_norms).double().pow(2).sum().sqrt()),
+           "cos_mean": float(torch.as_tensor(dec.cosines).double().mean()),
+           "c_y": float(dec.c_y)}
+    eig = torch.as_tensor(dec.eigenvalues).double()
+    for j in range(min(top_k, eig.numel())):
+        out[f"lambda_{j + 1}"] = float(eig[j])
+    return out
 
 
 def train_measure(config: dict[str, Any], runtime: Runtime, out_dir: Path):
