@@ -19,7 +19,7 @@ def get(name: str | Experiment) -> Experiment:
     return name if isinstance(name, Experiment) else EXPERIMENTS.get(name).obj
 
 
-BUILTIN = ("nk2019_fig1", "nk2019_hypersphere", "nk2019_linear", "kkb2017_validation",
+BUILTIN = ("nk2019_fig1", "nk2019_hypersphere", "nk2019_slices", "nk2019_linear", "kkb2017_validation",
            "kkb2017_random_labels", "kkb2017_deep_paths", "kkb2017_linear_memorization")
 
 

@@ -72,7 +72,8 @@ def rows_for(store, exp: Experiment, jobs) -> list[dict[str, Any]]:
             continue
         row: dict[str, Any] = {}
         flatten("hp", job.config.get("hp", {}), row)
-        row.update({"signature": rec.signature, "status": rec.status, "reason": rec.reason})
+        row.update({"signature": rec.signature, "status": rec.status, "reason": rec.reason,
+                    "checkpoint": getattr(rec, "checkpoint", None)})
         row.update(rec.values)
         rows.append(row)
     return rows
