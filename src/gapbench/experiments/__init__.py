@@ -20,7 +20,8 @@ def get(name: str | Experiment) -> Experiment:
 
 
 BUILTIN = ("nk2019_fig1", "nk2019_hypersphere", "nk2019_slices", "nk2019_linear", "kkb2017_validation",
-           "kkb2017_random_labels", "kkb2017_deep_paths", "kkb2017_linear_memorization")
+           "kkb2017_random_labels", "kkb2017_deep_paths", "kkb2017_two_phase",
+           "kkb2017_linear_memorization")
 
 
 def _load_builtin() -> None:

@@ -1,0 +1,158 @@
+"""fit(): train one model with SGD under a stop rule, and the plain (autograd) training loop.
+
+Protocol. The model is built from ``cfg.model`` (init seed ``cfg.model.init_seed``) or loaded from
+``init_state``; the initial state is kept in the Run. Each epoch draws a fresh permutation of the training
+split from a ``torch.Generator`` seeded once with ``cfg.train.sgd_seed`` and takes ⌈n / batch_size⌉ steps
+(the last, partial batch is kept). The stop rule (:mod:`.stop`) is checked on the full training split at
+epoch 0 (before any step) and after every epoch. A non-finite minibatch loss marks the run 'failed' with the
+step and the value; the epoch in which it happened is finished first (per-step losses are checked at the
+epoch's end, so the hot loop never synchronizes), and the sweep calling fit() goes on.
+
+Engines. Batch size 1 on a Flatten/Linear/ReLU MLP with plain SGD uses the fused batch-1 path
+(:mod:`.batch1`); everything else uses the plain loop: autograd + ``torch.optim.SGD`` (same momentum and
+weight-decay conventions). ``engine='plain'`` forces the plain loop.
+
+Threads: fit() does not change ``torch.get_num_threads()`` (a process-wide setting); the worker pool sets
+it from ``Runtime.threads``.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import math
+import time
+
+import torch
+from torch import nn
+
+from ..config import RunConfig, Runtime
+from ..data.types import Dataset
+from ..errors import check_choice, check_positive_float, check_positive_int, param_error
+from ..evaluate import logits
+from ..models import build_model
+from ..run import Run
+from .batch1 import Batch1Engine, fusable_reason
+from .losses import Loss, get_loss
+from .stop import check_stop_rule, divergence_reason, epoch_metrics, eval_divergence_reason, stop_reason
+
+ENGINES = ("auto", "plain", "batch1")
+
+
+def validate_train_config(cfg: RunConfig, where: str = "fit()") -> None:
+    """Raise a GapbenchError naming the first invalid training field of `cfg`."""
+    tc = cfg.train
+    get_loss(tc.loss)
+    check_stop_rule(tc)
+    check_positive_float(tc.lr, "lr", "TrainConfig")
+    check_positive_float(tc.momentum, "momentum", "TrainConfig", allow_zero=True)
+    check_positive_float(tc.weight_decay, "weight_decay", "TrainConfig", allow_zero=True)
+    check_positive_int(tc.batch_size, "batch_size", "TrainConfig")
+    check_positive_int(tc.max_epochs, "max_epochs", "TrainConfig", minimum=0)
+    if tc.stop == "margin" and not 0 < tc.margin_fraction <= 1:
+        raise param_error("margin_fraction", "TrainConfig", "a float in (0, 1]", tc.margin_fraction)
+
+
+class PlainEngine:
+    """Autograd + torch.optim.SGD, one minibatch at a time (any architecture)."""
+
+    def __init__(self, model: nn.Module, cfg: RunConfig, loss: Loss):
+        tc = cfg.train
+        self.model, self.loss, self.batch_size = model, loss, tc.batch_size
+        trainable = [p for p in model.parameters() if p.requires_grad]   # frozen parts (two-phase gates) stay put
+        self.optimizer = torch.optim.SGD(trainable, lr=tc.lr, momentum=tc.momentum,
+                                         weight_decay=tc.weight_decay)
+
+    def epoch(self, x: torch.Tensor, y: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
+        """One SGD step per minibatch of `order`; returns the minibatch losses (before each update)."""
+        self.model.train()
+        losses = torch.empty(math.ceil(order.numel() / self.batch_size), device=x.device)
+        for s, start in enumerate(range(0, order.numel(), self.batch_size)):
+            idx = order[start:start + self.batch_size]
+            loss = self.loss.mean(self.model(x[idx]), y[idx])
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            losses[s] = loss.detach()
+        return losses
+
+
+def make_engine(model: nn.Module, cfg: RunConfig, loss: Loss, num_classes: int, engine: str = "auto"):
+    """The training engine for (model, cfg): 'auto' picks batch1 when it applies, else plain."""
+    check_choice(engine, "engine", "fit()", ENGINES)
+    reason = fusable_reason(model, cfg.train)
+    if engine == "batch1" and reason:
+        raise param_error("engine", "fit()", "'auto' or 'plain' for this run", engine,
+                          f"The fused batch-1 path does not apply: {reason}.")
+    if engine != "plain" and not reason:
+        return Batch1Engine(model, cfg.train.lr, loss, num_classes)
+    return PlainEngine(model, cfg, loss)
+
+
+def fit(cfg: RunConfig, data: Dataset, *, runtime: Runtime | None = None, progress: bool = False,
+        init_state: dict[str, torch.Tensor] | None = None, engine: str = "auto",
+        model: nn.Module | None = None) -> Run:
+    """Train the model `cfg` describes on ``data.train`` and return the Run (never raises on divergence).
+
+    Args:
+        cfg: data, model and training configuration (seeds: model.init_seed, train.sgd_seed).
+        data: the dataset; only ``data.train`` is used for training and for the stop rule.
+        runtime: operational settings (``device``).
+        progress: show a progress bar over epochs.
+        init_state: start from this state_dict instead of ``build_model``'s initialization.
+        engine: 'auto' (batch1 where it applies), 'plain' (force autograd) or 'batch1' (require fused).
+        model: train a copy of this module instead of building one from ``cfg.model`` (e.g. a two-phase
+            net whose gates are frozen); parameters with ``requires_grad=False`` are not updated. The
+            Run's config still describes the architecture; its init_state is this model's state.
+
+    Returns:
+        Run with status 'converged' (stop rule met), 'max_epochs' or 'failed' (non-finite loss), its reason,
+        epochs and steps taken, and history: one dict per evaluation with epoch, loss (full pass),
+        sgd_loss (mean minibatch loss of the epoch; nan at epoch 0), train_error, margin_fraction, seconds.
+    """
+    validate_train_config(cfg)
+    tc, device = cfg.train, (runtime or Runtime()).device
+    if model is None:
+        model = build_model(cfg.model, data.input_shape, data.num_classes).to(device)
+    else:
+        model = copy.deepcopy(model).to(device)
+    if init_state is not None:
+        model.load_state_dict(init_state)
+    start_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    x, y = data.train.x.to(device), data.train.y.to(device)
+    loss = get_loss(tc.loss)
+    trainer = make_engine(model, cfg, loss, data.num_classes, engine)
+    gen = torch.Generator().manual_seed(tc.sgd_seed)
+    run = Run(model=model, init_state=start_state, config=cfg, train_indices=data.train.indices,
+              status="max_epochs", reason=f"stop rule '{tc.stop}' not met within {tc.max_epochs} epochs",
+              extra={"engine": type(trainer).__name__})
+    t0 = time.perf_counter()
+    epochs = range(tc.max_epochs + 1)
+    if progress:
+        from tqdm import tqdm
+        epochs = tqdm(epochs, desc=f"fit {run.signature}", leave=False)
+    for epoch in epochs:
+        sgd_loss = float("nan")
+        if epoch > 0:
+            step_losses = trainer.epoch(x, y, torch.randperm(len(y), generator=gen).to(device))
+            run.epochs, first = epoch, run.steps + 1
+            run.steps += step_losses.numel()
+            reason = divergence_reason(step_losses, first, epoch)
+            if reason:
+                run.status, run.reason = "failed", reason
+                break
+            sgd_loss = float(step_losses.mean())
+        metrics = epoch_metrics(logits(model, x), y, loss, tc.target_margin)
+        run.history.append({"epoch": epoch, **metrics, "sgd_loss": sgd_loss,
+                            "seconds": time.perf_counter() - t0})
+        reason = eval_divergence_reason(metrics, epoch)
+        if reason:
+            run.status, run.reason = "failed", reason
+            break
+        reason = stop_reason(metrics, tc, epoch)
+        if reason:
+            run.status, run.reason = "converged", reason
+            break
+    run.seconds = time.perf_counter() - t0
+    model.eval()
+    return run
