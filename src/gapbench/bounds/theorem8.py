@@ -35,12 +35,8 @@ from torch import nn
 
 from .. import deep_paths as dp
 from ..errors import GapbenchError, check_positive_float, check_positive_int, check_probability
+from . import BOUNDS
 from .types import Bound
-
-try:                        # the bound registry lives in gapbench/bounds/__init__.py
-    from . import BOUNDS
-except ImportError:         # registry not importable yet: the function still works when called directly
-    BOUNDS = None
 
 CONSTANTS = ("c_zz", "gamma2_zz", "c_yz", "gamma2_yz", "c_y", "gamma2_y")
 FEATURE_CHUNK = 1 << 22    # float64 entries per block of explicit path features (32 MiB)
@@ -218,6 +214,5 @@ def kkb2017_theorem8(model: nn.Module, data: tuple[torch.Tensor, torch.Tensor], 
                   "(E = its mean, i over S∖S_αm): this is an estimate, not a bound"), is_estimate=True)
 
 
-if BOUNDS is not None:
-    BOUNDS.register("kkb2017_theorem8", quantity=QUANTITY, reference=REFERENCE,
-                    needs=("model", "data", "delta"))(kkb2017_theorem8)
+BOUNDS.register("kkb2017_theorem8", quantity=QUANTITY, reference=REFERENCE,
+                needs=("model", "data", "delta"))(kkb2017_theorem8)

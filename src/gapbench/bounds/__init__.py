@@ -1,0 +1,75 @@
+"""The bound registry: every valid upper bound on a population quantity, selectable by name.
+
+A bound function has the signature ``fn(model, data, *, delta, **params) -> Bound`` where ``data`` is an
+``(x, y)`` tensor pair (a :class:`~gapbench.data.types.Split` is normalized to one by :func:`bound`). It is
+registered with its metadata::
+
+    @BOUNDS.register("heldout_binomial", quantity="0-1 error of f", reference="Langford 2005, Thm 3.3",
+                     needs=("model", "data"))
+
+``needs`` says what the function consumes: 'model', 'data' (the n points the bound is about: held-out points
+for the held-out bounds, training points for the others), 'init' (the initial weights), 'delta'.
+Numeric cores usable without a model live in :mod:`.kl` and :mod:`.heldout`.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..data.types import Split
+from ..errors import GapbenchError, check_probability
+from ..registry import Registry
+from .types import Bound
+
+BOUNDS: Registry = Registry("bound", required=("quantity", "reference", "needs"))
+
+
+def _as_pair(data: Any, where: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Split -> (x, y); an (x, y) pair of tensors passes through."""
+    if isinstance(data, Split):
+        return data.as_tuple()
+    if (isinstance(data, (tuple, list)) and len(data) == 2 and all(isinstance(t, torch.Tensor) for t in data)
+            and data[0].shape[0] == data[1].shape[0]):
+        return data[0], data[1]
+    raise GapbenchError(f"The 'data' parameter of {where} must be a Split or an (x, y) pair of tensors "
+                        f"with the same number of rows. Got {type(data).__name__} instead. Pass "
+                        f"dataset.split('test') or (x, y).")
+
+
+def _keyword_params(fn: Any) -> tuple[set[str], bool]:
+    """The keyword-only parameter names of fn (except delta) and whether it accepts **kwargs."""
+    sig = inspect.signature(fn)
+    names = {p.name for p in sig.parameters.values() if p.kind is inspect.Parameter.KEYWORD_ONLY}
+    var_kw = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in sig.parameters.values())
+    return names - {"delta"}, var_kw
+
+
+def bound(name: str, model: nn.Module, data: Any, *, delta: float, **params: Any) -> Bound:
+    """Evaluate the registered bound `name` on `model` and `data` (a Split or (x, y)) at confidence 1 − delta.
+
+    Unknown params raise an error listing the accepted ones; the bound function validates their values.
+    """
+    where = f"bound('{name}')"
+    entry = BOUNDS.get(name)
+    delta = check_probability(delta, "delta", "bound()")
+    accepted, var_kw = _keyword_params(entry.obj)
+    unknown = sorted(set(params) - accepted)
+    if unknown and not var_kw:
+        raise GapbenchError(f"The parameter(s) {unknown} of {where} are not accepted. Accepted parameters: "
+                            f"{', '.join(sorted(accepted)) or 'none'}. Remove or rename them.")
+    return entry.obj(model, _as_pair(data, where), delta=delta, **params)
+
+
+def list_bounds() -> list:
+    """Every registered bound as a registry Entry (``.name``, ``.obj``, ``.meta``), sorted by name."""
+    return list(BOUNDS)
+
+
+# Import the submodules so that they register (at the end: they import BOUNDS from here).
+from . import heldout, margin_linear, pacbayes, spectral, theorem8  # noqa: E402,F401
+
+__all__ = ["BOUNDS", "Bound", "bound", "list_bounds"]

@@ -1,0 +1,106 @@
+"""Slow, obviously correct references for the bounds: pure Python loops, brute-force sums, plain numpy.
+
+Nothing here imports gapbench's bound code; each function is the textbook formula written out.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+
+def binomial_cdf(n: int, k: int, p: float) -> float:
+    """P[Bin(n, p) ≤ k] by summing the pmf C(n, i)·p^i·(1 − p)^(n − i) term by term."""
+    return sum(math.comb(n, i) * p ** i * (1 - p) ** (n - i) for i in range(k + 1))
+
+
+def binomial_inverse(n: int, k: int, delta: float) -> float:
+    """max{p : P[Bin(n, p) ≤ k] ≥ δ} by 100 halvings with the brute-force cdf (1 for k = n)."""
+    if k == n:
+        return 1.0
+    lo, hi = 0.0, 1.0
+    for _ in range(100):
+        mid = (lo + hi) / 2
+        if binomial_cdf(n, k, mid) >= delta:
+            lo = mid
+        else:
+            hi = mid
+    return hi
+
+
+def kl(q: float, p: float) -> float:
+    """Binary kl in nats, written out with the 0·ln 0 = 0 convention."""
+    total = 0.0
+    if q > 0:
+        total += q * math.log(q / p)
+    if q < 1:
+        total += (1 - q) * math.log((1 - q) / (1 - p))
+    return total
+
+
+def kl_inverse(q: float, c: float) -> float:
+    """max{p ∈ [q, 1] : kl(q‖p) ≤ c}: scan p upward in steps of 1e-4, then 60 halvings in the last step."""
+    step = 1e-4
+    p = q
+    while p + step < 1 and kl(q, p + step) <= c:
+        p += step
+    lo, hi = p, min(p + step, 1.0)
+    if hi == 1.0 and (q == 1.0 or kl(q, 1 - 1e-15) <= c):
+        return 1.0
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        if kl(q, mid) <= c:
+            lo = mid
+        else:
+            hi = mid
+    return hi
+
+
+def kl_diag_gaussians(mean_q, std_q, mean_p, std_p) -> float:
+    """Σ_i KL(N(μq_i, σq_i²) ‖ N(μp_i, σp_i²)), one coordinate at a time with the 1-D formula
+    ln(σp/σq) + (σq² + (μq − μp)²)/(2σp²) − 1/2."""
+    total = 0.0
+    for mq, sq, mp, sp in zip(mean_q, std_q, mean_p, std_p, strict=False):
+        total += math.log(sp / sq) + (sq ** 2 + (mq - mp) ** 2) / (2 * sp ** 2) - 0.5
+    return total
+
+
+def union_weight(j: int) -> float:
+    """6/(π²·i²) with i the 1-based position of j in the enumeration 0, 1, −1, 2, −2, … of ℤ."""
+    order = [0]
+    for m in range(1, abs(j) + 1):
+        order += [m, -m]
+    return 6 / (math.pi ** 2 * (order.index(j) + 1) ** 2)
+
+
+def margins(logits: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """f(x)_y − max_{j≠y} f(x)_j, one row at a time."""
+    out = []
+    for row, label in zip(logits, y, strict=False):
+        others = [v for j, v in enumerate(row) if j != label]
+        out.append(row[label] - max(others))
+    return np.array(out)
+
+
+def bartlett2017(weights: list[np.ndarray], x: np.ndarray, y: np.ndarray, *, gamma: float, delta: float,
+                 spectral: list[float], l21: list[float]) -> float:
+    """Lemma A.8 at fixed γ, s_i, b_i (given), confidence term 3·sqrt(ln(2/δ)/(2n)); forward pass of the
+    bias-free ReLU net in numpy, ‖X‖_F summed row by row."""
+    n = len(y)
+    h = x.reshape(n, -1)
+    x_fro = math.sqrt(sum(float(row @ row) for row in h))
+    for i, w in enumerate(weights):
+        h = h @ w.T
+        if i < len(weights) - 1:
+            h = np.maximum(h, 0)
+    margin_loss = float(np.mean(margins(h, y) <= gamma))
+    width = max([weights[0].shape[1]] + [w.shape[0] for w in weights])
+    ratio = sum((b / s) ** (2 / 3) for b, s in zip(l21, spectral, strict=False)) ** 1.5
+    complexity = 72 * x_fro * math.log(2 * width) * math.log(n) / (gamma * n) * math.prod(spectral) * ratio
+    return margin_loss + 8 / n + complexity + 3 * math.sqrt(math.log(2 / delta) / (2 * n))
+
+
+def l21_rows(w: np.ndarray) -> float:
+    """‖Wᵀ‖_{2,1}: the sum over rows of W of their Euclidean norms, with explicit loops."""
+    return sum(math.sqrt(sum(v * v for v in row)) for row in w)

@@ -1,0 +1,42 @@
+"""Every registered experiment runs end to end at its smoke preset, and its outputs are well formed."""
+
+import csv
+import json
+
+import pytest
+
+from gapbench.config import Runtime
+from gapbench.experiments import EXPERIMENTS, PRESETS
+from gapbench.experiments.runner import run_experiment
+
+NEEDS_MNIST = {"nk2019-fig1", "kkb2017-validation", "kkb2017-random-labels", "kkb2017-deep-paths",
+               "kkb2017-two-phase", "kkb2017-linear-memorization"}
+
+
+@pytest.mark.parametrize("name", EXPERIMENTS.names())
+def test_smoke_preset_end_to_end(name, tmp_path, request):
+    if name in NEEDS_MNIST:
+        request.getfixturevalue("data_dir")          # skips with a reason when MNIST is not available
+    outcome = run_experiment(name, "smoke", out=tmp_path, runtime=Runtime(), progress=False)
+    assert outcome.runs_failed == 0, [r.get("reason") for r in outcome.table.rows]
+    assert outcome.missing == 0 and outcome.runs_trained == len(outcome.table) > 0
+    exp_dir = tmp_path / name
+    summary = json.loads((exp_dir / "summary.json").read_text())
+    assert summary["experiment"] == name and summary["preset"] == "smoke"
+    assert len(summary["claims"]) == len(EXPERIMENTS.get(name).obj.claims) > 0
+    for claim in summary["claims"]:
+        assert set(claim) >= {"name", "held", "value", "detail"} and isinstance(claim["held"], bool)
+    with open(exp_dir / "results.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == len(outcome.table)
+    assert any(key.startswith("hp.") for key in rows[0]) and "test_error" in rows[0]
+    assert (exp_dir / "figure.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (exp_dir / "figure.pdf").read_bytes()[:5] == b"%PDF-"
+    page = (exp_dir / "report.html").read_text()
+    assert "data:image/png;base64," in page and all(c["name"] in page for c in summary["claims"])
+
+
+def test_every_experiment_declares_the_standard_presets():
+    for entry in EXPERIMENTS:
+        assert set(PRESETS) <= set(entry.obj.presets), entry.name
+        assert entry.obj.paper and entry.obj.figure and entry.obj.claims
