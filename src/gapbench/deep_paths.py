@@ -154,7 +154,8 @@ def path_norms_per_output(model: nn.Module, p: float = 2.0, *,
                           None,
                           "Pass input_shape=(C, H, W) without the batch dimension.")
     _check_chain(layers, caller)
-    h = torch.ones((1, *(input_shape or (layers[0].weight.shape[1],))), dtype=torch.float64)
+    h = torch.ones((1, *(input_shape or (layers[0].weight.shape[1],))), dtype=torch.float64,
+                   device=layers[0].weight.device)
     for layer in layers:
         weight = layer.weight.double().abs().pow(p)
         bias = None if layer.bias is None else layer.bias.double().abs().pow(p)

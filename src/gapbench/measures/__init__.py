@@ -1,0 +1,122 @@
+"""Generalization measures: scalars compared by rank or slope, never called bounds (SPEC §3.1).
+
+    import gapbench as gb
+    gb.measure("spectral_product", model)
+    gb.measure("bartlett2017_complexity", model, data.train, init=run.init_state,
+               normalize="gamma_sqrt_m", gamma=10.0)
+    gb.measure("margin_quantile", model, data.train, q=0.1)
+    [e.name for e in gb.list_measures()]
+
+Every measure is pure (the model, init and data are never modified), computed in float64 on the model's
+device, deterministic for a given ``seed`` and never uses the global RNG. Per-layer values:
+:func:`per_layer`; per-example margins: :func:`per_example_margins`; per-output path norms:
+:func:`gapbench.deep_paths.path_norms_per_output`.
+
+Modules: :mod:`.norms` (Frobenius, spectral, distance from init, counts), :mod:`.conv` (operator norms of
+conv layers), :mod:`.margins`, :mod:`.paths` (path norms), :mod:`.complexity` (Bartlett 2017, Neyshabur
+2018/2019), :mod:`.sharpness` (PAC-Bayes flatness), :mod:`.jiang` (Jiang et al. 2020's forms).
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..errors import GapbenchError, param_error, unknown_name
+from ..registry import Entry
+from . import complexity, jiang, margins, norms, paths, sharpness  # noqa: F401  (register the measures)
+from ._base import KINDS, MEASURES, as_xy, resolve_init, where
+from .conv import conv_operator_norm_fft, conv_reshaped_spectral
+from .norms import PER_LAYER, per_layer_values
+from .sharpness import SharpnessResult, sharpness_search
+
+__all__ = ["KINDS", "MEASURES", "SharpnessResult", "accepted_params", "conv_operator_norm_fft",
+           "conv_reshaped_spectral", "list_measures", "measure", "per_example_margins", "per_layer",
+           "sharpness_search"]
+
+
+def list_measures() -> list[Entry]:
+    """Every registered measure, sorted by name, with its metadata (kind, needs_data, needs_init,
+    higher_is_better, reference)."""
+    return list(MEASURES)
+
+
+def accepted_params(name: str) -> dict[str, inspect.Parameter]:
+    """The keyword-only parameters of measure `name` (what ``**params`` may hold)."""
+    fn = MEASURES.get(name).obj
+    return {p.name: p for p in inspect.signature(fn).parameters.values() if p.kind is p.KEYWORD_ONLY}
+
+
+def _check_params(accepted: dict[str, Any], params: dict[str, Any], required: list[str], caller: str) -> None:
+    unknown = sorted(set(params) - set(accepted))
+    listed = ", ".join(sorted(accepted)) or "none"
+    if unknown:
+        raise GapbenchError(f"{caller} got unknown parameter(s) {unknown}. Accepted parameters: {listed}.")
+    missing = [p for p in required if p not in params]
+    if missing:
+        raise GapbenchError(f"{caller} needs the parameter(s) {missing}. Accepted parameters: {listed}.")
+
+
+def _check_model(model: Any, caller: str) -> None:
+    if not isinstance(model, nn.Module) or next(model.parameters(), None) is None:
+        raise param_error("model", caller, "an nn.Module with parameters", type(model).__name__)
+
+
+def measure(name: str, model: nn.Module, data: Any = None, *, init: Any = None, **params: Any) -> float:
+    """The value of measure `name` for `model`.
+
+    `data`: a :class:`~gapbench.data.types.Split` or an (x, y) tensor pair (the training set for margins and
+    complexities). `init`: the reference weights Z (an nn.Module of the model's architecture or its
+    state_dict), needed by the distance-from-init measures and the complexities. `params`: the measure's own
+    keyword parameters (see ``gapbench list measures`` or :func:`accepted_params`).
+    """
+    entry = MEASURES.get(name)
+    caller = where(name)
+    _check_model(model, caller)
+    accepted = accepted_params(name)
+    required = [p for p, spec in accepted.items() if spec.default is inspect.Parameter.empty]
+    _check_params(accepted, params, required, caller)
+    if entry.needs_data and data is None:
+        raise param_error("data", caller, "a Split or an (x, y) pair of tensors", None,
+                          f"'{name}' is computed on data: pass e.g. dataset.train.")
+    if entry.needs_init and init is None:
+        raise param_error("init", caller, "the initial weights (an nn.Module or a state_dict)", None,
+                          f"'{name}' measures against the initialization: pass init=run.init_state.")
+    xy = None if data is None else as_xy(data, caller)
+    init_model = None if init is None else resolve_init(model, init, caller)
+    return float(entry.obj(model, xy, init_model, **params))
+
+
+def per_layer(name: str, model: nn.Module, data: Any = None, *, init: Any = None,
+              **params: Any) -> list[float]:
+    """Per-layer values, one per weight layer in forward order (BatchNorm folded, float64):
+
+    - 'frobenius': ‖W_l‖_F
+    - 'spectral': ‖W_l‖₂ (params conv, method, iters, seed, input_shape as in spectral_product)
+    - 'dist_from_init_fro': ‖W_l − Z_l‖_F (needs init)
+    - 'dist_from_init_spec': ‖W_l − Z_l‖₂ (needs init; params conv, input_shape)
+    - 'dist_between': ‖W_l − W̃_l‖_F (param other: the second model or its state_dict)
+    """
+    caller = f"per_layer('{name}')"
+    if name not in PER_LAYER:
+        raise unknown_name("per-layer quantity", name, PER_LAYER)
+    _check_model(model, caller)
+    needs_init, accepted = PER_LAYER[name]
+    _check_params(dict.fromkeys(accepted), params, ["other"] if name == "dist_between" else [], caller)
+    if needs_init and init is None:
+        raise param_error("init", caller, "the initial weights (an nn.Module or a state_dict)", None,
+                          "Pass init=run.init_state.")
+    xy = None if data is None else as_xy(data, caller)
+    init_model = None if init is None else resolve_init(model, init, caller)
+    return per_layer_values(name, model, xy, init_model, **params)
+
+
+def per_example_margins(model: nn.Module, data: Any) -> torch.Tensor:
+    """Γ_i = f(x_i)_{y_i} − max_{j≠y_i} f(x_i)_j for every example of `data`, float64, on the model's
+    device."""
+    caller = "per_example_margins()"
+    _check_model(model, caller)
+    return margins.per_example_margins(model, as_xy(data, caller))
