@@ -6,6 +6,7 @@ A job config is a JSON dict:
      "run": {...},                # a RunConfig as a dict (config.to_dict)
      "quantities": [              # what to measure after training
         {"measure": "spectral_product", "as": "spectral_product", "split": "train", "params": {...}},
+        {"per_layer": "dist_from_init_fro"},      # one column per weight layer: dist_from_init_fro_l0, ...
         {"bound": "heldout_binomial", "split": "val", "params": {"family_size": 27}, "delta": 0.05},
      ]}
 
@@ -71,7 +72,7 @@ def basic_values(run, data) -> dict[str, float]:
 def measure_quantities(run, data, quantities: list[dict[str, Any]]) -> dict[str, float]:
     """Evaluate the configured measures and bounds on a trained run."""
     from .bounds import bound
-    from .measures import measure
+    from .measures import measure, per_layer
     values: dict[str, float] = {}
     init = run.init_model()
     for q in quantities:
@@ -80,6 +81,10 @@ def measure_quantities(run, data, quantities: list[dict[str, Any]]) -> dict[str,
         if "measure" in q:
             key = q.get("as", q["measure"])
             values[key] = float(measure(q["measure"], run.model, split, init=init, **params))
+        elif "per_layer" in q:
+            prefix = q.get("as", q["per_layer"])
+            for layer, value in enumerate(per_layer(q["per_layer"], run.model, split, init=init, **params)):
+                values[f"{prefix}_l{layer}"] = float(value)
         elif "decomposition" in q:
             values.update(theorem7_values(run.model, split, data.split(q["population"]),
                                           n_population=int(q["n_population"]), top_k=int(q.get("top_k", 5))))
@@ -153,6 +158,6 @@ def train_pair(config: dict[str, Any], runtime: Runtime, out_dir: Path):
         draw.update(measure_quantities(run, data, config.get("quantities", [])))
         values.update({key + suffix: value for key, value in draw.items()})
         runs.append(run)
-    values["dist_between_fro"] = float(measure("dist_between", runs[0].model, init=runs[1].model))
+    values["dist_between_fro"] = float(measure("dist_between", runs[0].model, other=runs[1].model))
     values["job_seconds"] = time.perf_counter() - start
     return JobResult(values, status="done", reason=runs[0].reason)

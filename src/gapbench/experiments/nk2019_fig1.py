@@ -32,10 +32,8 @@ def run_config(p, m: int, pair: int) -> RunConfig:
 
 
 def quantities(p, m: int) -> list[dict]:
-    out = [{"measure": "dist_from_init_fro"}, {"measure": "spectral_product"}]
-    for layer in range(p["depth"] + 1):
-        out.append({"measure": "dist_from_init_fro_layer", "as": f"dist_from_init_fro_l{layer}",
-                    "params": {"layer": layer}})
+    out = [{"measure": "dist_from_init_fro"}, {"measure": "spectral_product"},
+           {"per_layer": "dist_from_init_fro"}]
     for name in COMPLEXITIES:
         out.append({"measure": name})
         out.append({"measure": name, "as": f"{name}_normalized",
