@@ -101,12 +101,13 @@ def _print_outcome(outcome, as_json: bool):
 @data_dir_option
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.option("--no-progress", is_flag=True, help="Hide progress bars.")
-def run(experiment, preset, sets, workers, out, device, data_dir, as_json, no_progress):
+@click.option("--retry-failed", is_flag=True, help="Re-run stored failed runs instead of reusing them.")
+def run(experiment, preset, sets, workers, out, device, data_dir, as_json, no_progress, retry_failed):
     """Train what is missing, measure, store, plot and check the claims of EXPERIMENT."""
     from .experiments.runner import run_experiment
     runtime = _runtime(workers, data_dir, device, progress=not no_progress)
     outcome = run_experiment(experiment, preset, overrides=_parse_sets(sets), out=out, runtime=runtime,
-                             progress=not no_progress)
+                             progress=not no_progress, retry_failed=retry_failed)
     _print_outcome(outcome, as_json)
 
 

@@ -81,8 +81,10 @@ def rows_for(store, exp: Experiment, jobs) -> list[dict[str, Any]]:
 
 def run_experiment(name: str | Experiment, preset: str = "quick", *, overrides: dict[str, str] | None = None,
                    out: str | Path = "results", runtime: Runtime | None = None, train: bool = True,
-                   progress: bool = True, write: bool = True) -> Outcome:
-    """Train what is missing (unless train=False), evaluate the claims, and write OUT/<name>/ outputs."""
+                   progress: bool = True, write: bool = True, retry_failed: bool = False) -> Outcome:
+    """Train what is missing (unless train=False), evaluate the claims, and write OUT/<name>/ outputs.
+
+    Stored failed runs (divergence, a crash) are reused as failures unless retry_failed=True."""
     from ..store import Store
     from ..sweep import run_sweep
     exp = get(name)
@@ -100,7 +102,7 @@ def run_experiment(name: str | Experiment, preset: str = "quick", *, overrides: 
     trained = reused = failed = 0
     if train:
         result = run_sweep(jobs, store, workers=runtime.workers, runtime=runtime, out_dir=exp_dir,
-                           progress=progress)
+                           progress=progress, retry_failed=retry_failed)
         trained, reused, failed = len(result.trained), len(result.reused), len(result.failed)
     rows = rows_for(store, exp, jobs)
     failed = sum(1 for r in rows if r["status"] != "done") if not train else failed

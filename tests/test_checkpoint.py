@@ -1,0 +1,168 @@
+import io
+import json
+import math
+import os
+
+import pytest
+import torch
+
+from gapbench import checkpoint
+from gapbench.config import DataConfig, ModelConfig, RunConfig, TrainConfig, signature
+from gapbench.errors import GapbenchError
+from gapbench.models import build_model
+from gapbench.run import Run
+
+MLP = RunConfig(data=DataConfig(name="mnist", n_train=20), model=ModelConfig(depth=2, width=8, init_seed=3),
+                train=TrainConfig(lr=0.05, sgd_seed=7))
+CNN = RunConfig(model=ModelConfig(arch="cnn", width=2, options={"fc_width": 8}))
+
+
+def trained_run(cfg: RunConfig, input_shape, num_classes=3) -> Run:
+    """A Run whose weights moved away from init (as after training), built without the global RNG."""
+    model = build_model(cfg.model, input_shape, num_classes)
+    init = {k: v.clone() for k, v in model.state_dict().items()}
+    gen = torch.Generator().manual_seed(11)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.1 * torch.randn(p.shape, generator=gen))
+    return Run(model=model, init_state=init, config=cfg, train_indices=torch.tensor([5, 1, 9, 3]),
+               status="converged", reason="margin 99% >= 10 at epoch 4", epochs=4, steps=8, seconds=0.5,
+               history=[{"epoch": 0, "loss": 2.3, "sgd_loss": math.nan}, {"epoch": 4, "loss": 0.1}],
+               extra={"engine": "PlainEngine", "gates": torch.ones(2)})
+
+
+def assert_same_run(a: Run, b: Run) -> None:
+    for (ka, va), (kb, vb) in zip(a.model.state_dict().items(), b.model.state_dict().items(), strict=True):
+        assert ka == kb and torch.equal(va, vb)
+    assert a.init_state.keys() == b.init_state.keys()
+    assert all(torch.equal(a.init_state[k], b.init_state[k]) for k in a.init_state)
+    assert a.config == b.config and b.signature == signature(a.config)
+    assert torch.equal(a.train_indices, b.train_indices)
+    for name in ("status", "reason", "epochs", "steps", "seconds"):
+        assert getattr(a, name) == getattr(b, name)
+    assert b.history[1] == a.history[1] and math.isnan(b.history[0]["sgd_loss"])
+    assert b.extra["engine"] == a.extra["engine"] and torch.equal(b.extra["gates"], a.extra["gates"])
+
+
+def test_round_trip_mlp(tmp_path):
+    run = trained_run(MLP, (6,))
+    path = checkpoint.save(tmp_path / "sub" / "run.pt", run)
+    loaded = checkpoint.load(path, expected_signature=signature(MLP))
+    assert_same_run(run, loaded)
+    x = torch.randn(5, 6, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(run.model(x), loaded.model(x))
+    # the init model rebuilds the very initial weights
+    assert torch.equal(loaded.init_model()(x), run.init_model()(x))
+
+
+def test_payload_is_weights_only_and_carries_provenance(tmp_path):
+    path = checkpoint.save(tmp_path / "run.pt", trained_run(MLP, (6,)))
+    payload = torch.load(path, weights_only=True)
+    assert payload["format_version"] == checkpoint.FORMAT_VERSION
+    assert json.loads(payload["config"])["train"]["lr"] == 0.05
+    assert payload["input_shape"] == [6] and payload["num_classes"] == 3
+    assert {"gapbench", "git_sha", "torch", "python", "hostname", "time"} <= set(payload["provenance"])
+
+
+@pytest.mark.parametrize("side", [12, 13])  # 13 -> 12: 'same'-padded convs + two pools give equal shapes
+def test_round_trip_cnn_infers_input_shape(tmp_path, side):
+    run = trained_run(CNN, (1, side, side), num_classes=4)
+    assert checkpoint.infer_shapes(run.model) == ((1, 12, 12), 4)
+    loaded = checkpoint.load(checkpoint.save(tmp_path / "cnn.pt", run))
+    assert_same_run(run, loaded)
+
+
+def test_explicit_shapes_are_checked_against_the_model(tmp_path):
+    run = trained_run(MLP, (6,))
+    with pytest.raises(GapbenchError, match=r"Cannot checkpoint to .*input_shape=\(7,\).*Pass the right"):
+        checkpoint.save(tmp_path / "run.pt", run, input_shape=(7,), num_classes=3)
+    assert not list(tmp_path.iterdir())
+
+
+def test_unreadable_extra_is_refused(tmp_path):
+    run = trained_run(MLP, (6,))
+    run.extra["optimizer"] = object()
+    with pytest.raises(GapbenchError, match=r"run\.extra\['optimizer'\] is a object"):
+        checkpoint.save(tmp_path / "run.pt", run)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(GapbenchError, match=r"Checkpoint file '.*nope\.pt' does not exist\. Check the path"):
+        checkpoint.load(tmp_path / "nope.pt")
+
+
+def test_truncated_file(tmp_path):
+    path = checkpoint.save(tmp_path / "run.pt", trained_run(MLP, (6,)))
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(GapbenchError, match=r"'.*run\.pt' is not a usable gapbench checkpoint.*truncated"):
+        checkpoint.load(path)
+
+
+def test_non_checkpoint_files(tmp_path):
+    text = tmp_path / "notes.pt"
+    text.write_text("hello")
+    with pytest.raises(GapbenchError, match="notes.pt' is not a usable gapbench checkpoint"):
+        checkpoint.load(text)
+    other = tmp_path / "tensor.pt"
+    torch.save({"weights": torch.zeros(2)}, other)
+    with pytest.raises(GapbenchError, match="no 'format' marker"):
+        checkpoint.load(other)
+
+
+def test_tampered_config_fails_signature_check(tmp_path):
+    path = checkpoint.save(tmp_path / "run.pt", trained_run(MLP, (6,)))
+    payload = torch.load(path, weights_only=True)
+    config = json.loads(payload["config"])
+    config["train"]["lr"] = 0.5
+    payload["config"] = json.dumps(config)
+    torch.save(payload, path)
+    with pytest.raises(GapbenchError, match=r"stores signature .* but its config hashes to .*Delete it"):
+        checkpoint.load(path)
+
+
+def test_expected_signature_mismatch(tmp_path):
+    path = checkpoint.save(tmp_path / "run.pt", trained_run(MLP, (6,)))
+    with pytest.raises(GapbenchError, match=r"holds run '[0-9a-f]{16}', not the expected 'abc'"):
+        checkpoint.load(path, expected_signature="abc")
+
+
+def test_crash_during_write_keeps_the_old_file(tmp_path, monkeypatch):
+    path = checkpoint.save(tmp_path / "run.pt", trained_run(MLP, (6,)))
+    before = path.read_bytes()
+
+    def crash(obj, f, *args, **kwargs):
+        buffer = io.BytesIO()
+        real_save(obj, buffer)
+        f.write(buffer.getvalue()[:100])     # half-written, then the process "dies"
+        raise OSError("disk full")
+
+    real_save = torch.save
+    monkeypatch.setattr(torch, "save", crash)
+    changed = trained_run(MLP, (6,))
+    changed.reason = "a newer run"
+    with pytest.raises(OSError, match="disk full"):
+        checkpoint.save(path, changed)
+    assert path.read_bytes() == before
+    assert os.listdir(tmp_path) == ["run.pt"]          # no temp file left behind
+    assert checkpoint.load(path).reason == "margin 99% >= 10 at epoch 4"
+
+
+def test_round_trip_of_a_fitted_run(tmp_path):
+    """What train.fit returns (history, extra, indices) checkpoints and loads unchanged."""
+    from gapbench.data.types import Dataset, Split
+    from gapbench.train import fit
+    gen = torch.Generator().manual_seed(0)
+    x, y = torch.randn(24, 5, generator=gen), torch.randint(0, 3, (24,), generator=gen)
+    train = Split(x, y, torch.arange(100, 124), "train", "train")
+    data = Dataset("blobs", train, Split(x, y, torch.arange(24), "test", "test"), 3, (5,))
+    cfg = RunConfig(model=ModelConfig(depth=1, width=4), train=TrainConfig(stop="epochs", max_epochs=2,
+                                                                           batch_size=8))
+    run = fit(cfg, data, progress=False)
+    loaded = checkpoint.load(checkpoint.save(tmp_path / "fit.pt", run), expected_signature=run.signature)
+    assert torch.equal(loaded.model(x), run.model(x)) and torch.equal(loaded.train_indices, train.indices)
+    assert len(loaded.history) == len(run.history)
+    for before, after in zip(run.history, loaded.history, strict=True):
+        assert list(before) == list(after)
+        assert all(before[k] == after[k] or (math.isnan(before[k]) and math.isnan(after[k])) for k in before)
+    assert loaded.extra == run.extra and loaded.status == run.status
