@@ -15,6 +15,7 @@ import json
 import math
 import os
 import tempfile
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -61,8 +62,9 @@ def render_figure(exp, outcome) -> plt.Figure:
     else:
         fig.text(0.5, 0.5, "no successful runs to plot", ha="center", va="center")
     caption = [f"{exp.name} ({outcome.preset} preset) - {exp.paper}, {exp.figure}"] + claim_lines(outcome.claims)
+    caption = [textwrap.shorten(line, 190, placeholder=" ...") for line in caption]
     fig.text(0.01, 0.005, "\n".join(caption), fontsize=8, va="bottom", family="monospace")
-    fig.subplots_adjust(bottom=0.1 + 0.028 * len(caption))
+    fig.tight_layout(rect=(0, 0.02 + 0.022 * len(caption), 1, 1), w_pad=2.0, h_pad=1.5)
     return fig
 
 
