@@ -37,7 +37,8 @@ class DataConfig:
     label_noise: float = 0.0       # fraction p of training labels replaced by uniform random labels
     subset_seed: int = 0           # seed of the m-point draw, separate from init and SGD seeds
     label_seed: int = 0            # seed of the random-label corruption
-    n_test: int | None = None      # evaluate on the first n_test test points; None = all
+    n_test: int | None = None      # evaluate on n_test test points (a fixed random subset: the MNIST test file's
+                                   # halves differ in difficulty; options['test_subset']='first' for a prefix)
     options: dict[str, Any] = field(default_factory=dict)  # generator parameters (dim, radii, ...)
 
     def __post_init__(self):
