@@ -10,6 +10,7 @@ spheres, is a reconstructed choice [verify]: NK show pictures, not a number.
 
 from __future__ import annotations
 
+import copy
 import math
 from pathlib import Path
 from typing import Any
@@ -84,8 +85,8 @@ def slices_job(config: dict[str, Any], runtime: Runtime, out_dir: Path):
     radius = float(p["radius_fraction"]) * (r_out - r_in)
     k = int(p["n_centers"])
     x_tr, x_te = data.train.x.double(), data.test.x.double()
-    model = run.model.double()
     values = basic_values(run, data)
+    model = copy.deepcopy(run.model).double()       # planes are computed in float64; the run keeps its model
     values["near_train_disagreement"] = local_disagreement(model, x_tr[:k], x_tr[k:2 * k], radius,
                                                            int(p["n_samples"]), r_in, r_out, seed=1)
     values["near_test_disagreement"] = local_disagreement(model, x_te[:k], x_te[k:2 * k], radius,
