@@ -107,6 +107,7 @@ def _rest_bounds(model, data, count, p, bound) -> dict[str, float]:
         out["linear_margin"] = bound("linear_margin", model, rest, delta=0.05).value
     elif p["mode"] == "two_phase" and p.get("theorem8", True):
         population = (data.test.x[:p["n_population"]], data.test.y[:p["n_population"]])
-        est = bound("kkb2017_theorem8", model, rest, delta=0.05, population=population)
+        est = bound("kkb2017_theorem8", model, rest, delta=0.05, population=population,
+                    max_paths=int(p["theorem8_max_paths"]))
         out["kkb2017_theorem8_plugin"] = est.value
     return out

@@ -31,6 +31,7 @@ def points(p):
             train=TrainConfig(loss="softmax_ce", lr=p["lr"], momentum=p["momentum"], batch_size=p["batch_size"],
                               max_epochs=p["epochs"], stop="epochs", sgd_seed=seed))
         common = {"seed": seed, "epochs": p["epochs"], "n_population": p["n_population"],
+                  "theorem8_max_paths": p["theorem8_max_paths"],
                   "theorem8": p["arch"] == "mlp" and not p["bias"]}
         out.append({"hp": {**common, "mode": "standard", "alpha": 1.0}, "run": to_dict(run)})
         for mode in MODES[1:]:
@@ -98,7 +99,10 @@ def plot(t, fig, p):
 ALPHAS = [0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0]
 MLP = {"dataset": "mnist", "arch": "mlp", "depth": 2, "width": 256, "bias": False, "fc_width": 0, "dropout": 0.0,
        "lr": 0.05, "momentum": 0.5, "batch_size": 64, "epochs": 10, "n_train": 5000, "n_test": 10000,
-       "n_population": 1000, "seeds": 1, "alpha": [0.05, 0.1, 0.2, 0.5, 1.0]}
+       "n_population": 1000, "seeds": 1, "alpha": [0.05, 0.1, 0.2, 0.5, 1.0],
+       # Theorem 8's C_yz, γ²_yz are exact maxima over explicit path features only when d_z ≤ this many paths;
+       # above it, valid upper bounds from |z̃_p| ≤ ‖x‖_∞ (see bounds/theorem8.py). Enumeration is slow on CPU.
+       "theorem8_max_paths": 100_000}
 
 EXPERIMENT = register(Experiment(
     name="kkb2017-two-phase",
