@@ -1,7 +1,17 @@
 import pytest
 
-from gapbench.config import (DataConfig, ModelConfig, RunConfig, Runtime, TrainConfig, canonical, from_dict,
-                             replace_path, signature, to_dict)
+from gapbench.config import (
+    DataConfig,
+    ModelConfig,
+    RunConfig,
+    Runtime,
+    TrainConfig,
+    canonical,
+    from_dict,
+    replace_path,
+    signature,
+    to_dict,
+)
 from gapbench.errors import ConfigError
 
 

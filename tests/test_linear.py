@@ -5,8 +5,7 @@ import math
 import numpy as np
 import torch
 
-from gapbench.linear import (CHUNK, min_norm_interpolant, nk_linear_gram, nk_linear_quantities,
-                             null_direction)
+from gapbench.linear import CHUNK, min_norm_interpolant, nk_linear_gram, nk_linear_quantities, null_direction
 
 
 def _explicit_sample(m, dim, noise_var, seed):

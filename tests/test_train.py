@@ -1,3 +1,4 @@
+import copy
 import dataclasses
 import math
 
@@ -210,6 +211,47 @@ def test_batch1_equals_plain_loop(loss, bias, lr):
         assert math.isclose(h["loss"], g["loss"], rel_tol=1e-4)
         if h["epoch"]:
             assert math.isclose(h["sgd_loss"], g["sgd_loss"], rel_tol=1e-4)
+
+
+@pytest.mark.parametrize("loss", sorted(LOSSES))
+def test_batch1_kernels_agree_on_sparse_inputs(loss):
+    """The compiled kernel skips rows of zero inputs; the torch path does not: both equal the plain loop."""
+    from gapbench.train.batch1 import Batch1Engine, Batch1TorchEngine, load_kernel
+    from gapbench.train.loop import PlainEngine
+
+    if load_kernel()[0] is None:
+        pytest.skip(load_kernel()[1])
+    gen = torch.Generator().manual_seed(3)
+    x = torch.rand(40, 12, generator=gen) * (torch.rand(40, 12, generator=gen) < 0.3)  # ~70 % exact zeros
+    y, order = torch.randint(0, 4, (40,), generator=gen), torch.randperm(40, generator=gen)
+    cfg = RunConfig(model=ModelConfig(depth=3, width=16, bias=True),
+                    train=TrainConfig(loss=loss, lr=0.02, batch_size=1))
+    torch.manual_seed(0)
+    base = torch.nn.Sequential(torch.nn.Linear(12, 16), torch.nn.ReLU(), torch.nn.Linear(16, 16),
+                               torch.nn.ReLU(), torch.nn.Linear(16, 4))
+    models = [copy.deepcopy(base) for _ in range(3)]
+    kernel = Batch1Engine(models[0], 0.02, get_loss(loss), 4)
+    fallback = Batch1Engine(models[1], 0.02, get_loss(loss), 4, kernel="torch")
+    assert type(kernel) is Batch1Engine and type(fallback) is Batch1TorchEngine
+    assert fallback.kernel_reason == "kernel='torch' was asked for"
+    losses = [kernel.epoch(x, y, order), fallback.epoch(x, y, order),
+              PlainEngine(models[2], cfg, get_loss(loss)).epoch(x, y, order)]
+    assert torch.allclose(losses[0], losses[2], rtol=1e-4, atol=1e-6)
+    assert torch.allclose(losses[1], losses[2], rtol=1e-4, atol=1e-6)
+    for p, q, r in zip(*(weights(m) for m in models), strict=True):
+        assert torch.allclose(p, r, rtol=1e-4, atol=1e-6) and torch.allclose(q, r, rtol=1e-4, atol=1e-6)
+
+
+def test_batch1_kernel_refuses_what_it_cannot_train():
+    from gapbench.train.batch1 import Batch1Engine, Batch1TorchEngine
+
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU(), torch.nn.Linear(4, 2)).double()
+    auto = Batch1Engine(model, 0.1, get_loss("squared"), 2)
+    assert type(auto) is Batch1TorchEngine and "float32" in auto.kernel_reason
+    with pytest.raises(GapbenchError, match="The 'kernel' parameter of Batch1Engine"):
+        Batch1Engine(model, 0.1, get_loss("squared"), 2, kernel="numba")
+    with pytest.raises(GapbenchError, match="The 'kernel' parameter of Batch1Engine"):
+        Batch1Engine(model.float(), 0.1, get_loss("squared"), 2, kernel="cuda")
 
 
 def test_batch1_dispatch_and_refusal():

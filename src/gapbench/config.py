@@ -17,8 +17,14 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import (ConfigError, check_choice, check_positive_float, check_positive_int, check_probability,
-                     param_error)
+from .errors import (
+    ConfigError,
+    check_choice,
+    check_positive_float,
+    check_positive_int,
+    check_probability,
+    param_error,
+)
 
 SIGNATURE_VERSION = 1
 STOP_RULES = ("margin", "loss", "train_error", "epochs")  # bump only when the meaning of an existing field changes

@@ -130,7 +130,8 @@ def section(exp, outcome, png: bytes) -> str:
 <h3>Claims</h3><table><tr><th>verdict</th><th>claim</th><th>value</th><th>detail</th></tr>{rows}</table>
 {'<h3>Slopes (log-log, medians over seeds)</h3><table>' + slopes + '</table>' if slopes else ''}
 <h3>Parameters</h3><pre>{html.escape(json.dumps(outcome.params, indent=1, default=str))}</pre>
-<details><summary>Results ({len(table)} rows)</summary><table><tr>{''.join(f'<th>{html.escape(c)}</th>' for c in cols)}</tr>
+<details><summary>Results ({len(table)} rows)</summary>
+<table><tr>{''.join(f'<th>{html.escape(c)}</th>' for c in cols)}</tr>
 {body}</table>{more}</details>
 </section>"""
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import copy
 
 import torch
-
 from torch import nn
 
 from .deep_paths import TwoPhaseNet

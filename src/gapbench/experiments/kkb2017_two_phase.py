@@ -108,8 +108,9 @@ EXPERIMENT = register(Experiment(
     name="kkb2017-two-phase",
     paper="Kawaguchi, Kaelbling & Bengio, Generalization in Deep Learning (arXiv 1710.05468 v5)",
     figure="§5.3.1 and App. A4, two-phase training (Theorem 8)",
-    summary="Learning the ReLU/max-pool gates on a fraction α of the data, freezing them, and training the rest "
-            "on all the data costs almost no test accuracy, and makes a probabilistic bound on the unseen part possible.",
+    summary="Learning the ReLU/max-pool gates on a fraction α of the data, freezing them, and training the "
+            "rest on all the data costs almost no test accuracy, and makes a probabilistic bound on the unseen "
+            "part possible.",
     presets={
         "smoke": {**MLP, "n_train": 300, "n_test": 1000, "width": 32, "epochs": 2, "alpha": [0.2, 1.0],
                   "n_population": 200},
@@ -122,6 +123,7 @@ EXPERIMENT = register(Experiment(
     claims=(Claim("accuracy_ratio", "two-phase ÷ standard test accuracy ≥ 0.998 at every α", _ratio_claim),
             Claim("rigorous_bound_valid", "the rigorous bound is ≥ the test error", _bound_valid)),
     plot=plot,
-    notes={"smoke": "tiny MLP, two α", "quick": "bias-free MLP 784-256-256-10 on 5,000 MNIST points (not the paper's CNN)",
+    notes={"smoke": "tiny MLP, two α",
+           "quick": "bias-free MLP 784-256-256-10 on 5,000 MNIST points (not the paper's CNN)",
            "paper": "the paper's CNN on full MNIST, SGD lr 0.01 momentum 0.5"},
 ))

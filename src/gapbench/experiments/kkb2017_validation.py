@@ -61,7 +61,8 @@ def _violations(t, p):
     checks = [(r[b], r["test_error"]) for r in t.rows for b in HELDOUT]
     bad = sum(1 for bound, test in checks if bound < test)
     frac = bad / len(checks)
-    return frac <= 0.05, bad, f"{bad} of {len(checks)} (model, bound) pairs with bound < test error (≤ 5 % allowed at δ = 0.05)"
+    return frac <= 0.05, bad, (f"{bad} of {len(checks)} (model, bound) pairs with bound < test error "
+                               "(≤ 5 % allowed at δ = 0.05)")
 
 
 def _best_model_gap(t, p):

@@ -19,7 +19,6 @@ it from ``Runtime.threads``.
 from __future__ import annotations
 
 import copy
-
 import math
 import time
 

@@ -62,30 +62,47 @@ def stack_reason(cfgs: list[RunConfig], datasets: list[Dataset]) -> str:
 
 
 class StackedMLP:
-    """M MLPs as stacked parameters; trains them together with per-model masking of updates."""
+    """M MLPs as stacked parameters; trains them together with per-model masking of updates.
+
+    The step is written out instead of taped by autograd (h_0 = x, z_l = h_{l-1} W_lᵀ + b_l, h_l = relu(z_l),
+    f = z_L, all batched over the M models):
+
+        δ_L = M · ∂(Σ_i mean-loss_i)/∂f           (``loss.grad`` on the (M·B) rows divides by M·B)
+        ∂W_l = δ_lᵀ h_{l-1},  ∂b_l = Σ_B δ_l,  δ_{l-1} = (δ_l W_l) ∘ 1[h_{l-1} > 0]
+
+    With plain SGD (momentum 0, weight decay 0) and every model active, the update is fused into the
+    weight-gradient GEMM, W_l ← W_l − lr · δ_lᵀ h_{l-1} (``baddbmm_``: no gradient tensor is written and read
+    back); δ_l W_l is computed before that update. Otherwise the gradients are formed and :meth:`_update`
+    applies momentum, weight decay and the frozen-model mask.
+    """
 
     def __init__(self, models: list[nn.Sequential], cfg: RunConfig, loss: Loss):
         per_model = [[m for m in model if isinstance(m, nn.Linear)] for model in models]
-        self.weights = [torch.stack([ls[l].weight.detach() for ls in per_model]).requires_grad_()
+        self.weights = [torch.stack([ls[l].weight.detach() for ls in per_model])
                         for l in range(len(per_model[0]))]
         has_bias = per_model[0][0].bias is not None
-        self.biases = [torch.stack([ls[l].bias.detach() for ls in per_model]).requires_grad_()
-                       if has_bias else None for l in range(len(per_model[0]))]
+        self.biases = [torch.stack([ls[l].bias.detach() for ls in per_model]) if has_bias else None
+                       for l in range(len(per_model[0]))]
         self.params = self.weights + [b for b in self.biases if b is not None]
         self.momentum_buffers: list[torch.Tensor | None] = [None] * len(self.params)
         self.tc, self.loss = cfg.train, loss
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits (M, B, K) of the M models on their own inputs x (M, B, d)."""
-        h = x
+        return self._activations(x)[-1]
+
+    def _activations(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """[h_0 = x, h_1, ..., h_{L-1}, f]: every layer's input, then the logits."""
+        hs = [x]
         last = len(self.weights) - 1
         for l, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
-            h = torch.bmm(h, w.transpose(1, 2)) if b is None else torch.baddbmm(b[:, None, :], h,
+            h = hs[-1]
+            z = torch.bmm(h, w.transpose(1, 2)) if b is None else torch.baddbmm(b[:, None, :], h,
                                                                                   w.transpose(1, 2))
-            if l < last:
-                h = torch.relu(h)
-        return h
+            hs.append(z.relu_() if l < last else z)
+        return hs
 
+    @torch.no_grad()
     def epoch(self, xs: torch.Tensor, ys: torch.Tensor, orders: torch.Tensor,
               active: torch.Tensor) -> torch.Tensor:
         """One epoch for every model in its own order (M, n); only models with `active` True are updated.
@@ -93,19 +110,41 @@ class StackedMLP:
         Returns the per-step minibatch losses (steps, M), each before its step's update.
         """
         num, n = orders.shape
-        rows = torch.arange(num, device=xs.device)[:, None]
+        flat_x, flat_y = xs.reshape(num * n, -1), ys.reshape(num * n)
+        offsets = (torch.arange(num, device=xs.device) * n)[:, None]   # model i's rows start at i·n
         bs = self.tc.batch_size
         losses = torch.empty(math.ceil(n / bs), num, device=xs.device)
         frozen = (~active).nonzero().squeeze(1)
+        fused = not (self.tc.momentum or self.tc.weight_decay or frozen.numel())
         for s, start in enumerate(range(0, n, bs)):
-            idx = orders[:, start:start + bs]
-            out = self.forward(xs[rows, idx])
-            per_model = self.loss.per_example(out.flatten(0, 1), ys[rows, idx].flatten()).view(num, -1)
-            per_model = per_model.mean(dim=1)
-            grads = torch.autograd.grad(per_model.sum(), self.params)
-            self._update(grads, frozen)
-            losses[s] = per_model.detach()
+            rows = (orders[:, start:start + bs] + offsets).flatten()
+            y = flat_y.index_select(0, rows)
+            hs = self._activations(flat_x.index_select(0, rows).view(num, -1, flat_x.shape[1]))
+            out = hs.pop().flatten(0, 1)
+            losses[s] = self.loss.per_example(out, y).view(num, -1).mean(dim=1)
+            delta = self.loss.grad(out, y).mul_(num).view(num, -1, out.shape[1])
+            grads = self._backward(hs, delta, fused)
+            if not fused:
+                self._update(grads, frozen)
         return losses
+
+    def _backward(self, hs: list[torch.Tensor], delta: torch.Tensor, fused: bool) -> list[torch.Tensor]:
+        """Backpropagate δ_L through the layers; with `fused`, apply the SGD step in place and return []."""
+        lr, num_layers = self.tc.lr, len(self.weights)
+        weight_grads, bias_grads = [None] * num_layers, [None] * num_layers
+        for l in range(num_layers - 1, -1, -1):
+            w, b, h = self.weights[l], self.biases[l], hs[l]
+            prev = torch.bmm(delta, w) if l > 0 else None               # δ_l W_l, with W_l before its update
+            if fused:
+                w.baddbmm_(delta.transpose(1, 2), h, alpha=-lr)
+                if b is not None:
+                    b.sub_(delta.sum(dim=1), alpha=lr)
+            else:
+                weight_grads[l] = torch.bmm(delta.transpose(1, 2), h)
+                bias_grads[l] = None if b is None else delta.sum(dim=1)
+            if l > 0:
+                delta = prev.masked_fill_(h <= 0, 0.0)                  # ReLU'(z) = 1[h > 0], as autograd
+        return [] if fused else weight_grads + [g for g in bias_grads if g is not None]
 
     @torch.no_grad()
     def _update(self, grads: tuple[torch.Tensor, ...], frozen: torch.Tensor) -> None:
