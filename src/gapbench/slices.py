@@ -4,8 +4,11 @@ macroscopically simple"; SPEC §4.4).
 A slice is the plane through the origin spanned by two points a, b (two training points, or two test
 points). The macroscopic rule of the task is spherical: label 1 iff ‖x‖ > (r_inner + r_outer)/2. The
 microscopic complexity near a point c is the fraction of the disc of radius `radius` around c *in its plane*
-where the network's label differs from the spherical rule. The default radius, half the gap between the
-spheres, is a reconstructed choice [verify]: NK show pictures, not a number.
+where the network's label differs from the spherical rule. The radius is ``radius_fraction`` times the gap
+r_outer − r_inner between the spheres, default 1.0: SPEC §4.4's "radius ≈ spacing", read as the spacing of the
+spheres, which is also the distance from a training point to its mirror in S'. A reconstructed choice
+[verify]: NK show pictures, not a number. At 0.5 the disc around a point stops at the midpoint sphere, so it
+cannot see the bend that puts S' on the training point's side (measured: 0.0 near training points).
 """
 
 from __future__ import annotations

@@ -54,14 +54,16 @@ def rest_points(data, count: int):
 def two_phase_job(config, runtime, out_dir):
     """Sweep job for `kkb2017-two-phase`: mode 'standard' (all m points, the baseline), 'two_phase' (gates
     learned on S_αm then frozen; value weights trained on all m points) or 'last_layer' (all but the last layer
-    frozen after phase 1). Phase 1 and phase 2 each run `epochs` epochs; the baseline runs 2·`epochs` epochs,
-    so all modes see the m points for the same number of phase-2-sized epochs [verify: KKB do not state the
-    budget split]."""
+    frozen after phase 1). Phase 2 runs `epochs` epochs over the m points; phase 1 runs `epochs` epochs over
+    S_αm when ``phase1_budget`` is 'epochs', or round(`epochs`/α) epochs (the SGD steps of `epochs` epochs
+    over m) when it is 'steps'. The baseline runs 2·`epochs` epochs over m. [verify: KKB do not state the
+    budget split; 'epochs' is the default, 'steps' the other reading.]"""
     import dataclasses
     import time
 
     from .bounds import bound
     from .config import RunConfig, from_dict
+    from .errors import check_choice
     from .evaluate import zero_one_error
     from .jobs import _load
     from .sweep import JobResult
@@ -80,7 +82,11 @@ def two_phase_job(config, runtime, out_dir):
     else:
         count = max(1, round(float(p["alpha"]) * len(data.train)))
         phase_cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, max_epochs=epochs))
-        phase1 = fit(phase_cfg, first_points(data, count), runtime=runtime)
+        budget = p.get("phase1_budget", "epochs")
+        check_choice(budget, "phase1_budget", "kkb2017-two-phase", ("epochs", "steps"))
+        phase1_epochs = epochs if budget == "epochs" else max(1, round(epochs * len(data.train) / count))
+        phase1_cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, max_epochs=phase1_epochs))
+        phase1 = fit(phase1_cfg, first_points(data, count), runtime=runtime)
         net = gated_from(phase1.model) if p["mode"] == "two_phase" else freeze_all_but_last(phase1.model)
         phase2 = fit(phase_cfg, data, runtime=runtime, model=net)
         model, failed = phase2.model, (phase1.status == "failed" and phase1.reason) or (

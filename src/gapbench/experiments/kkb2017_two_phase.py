@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..config import DataConfig, ModelConfig, RunConfig, TrainConfig, to_dict
+from ..errors import check_choice
 from . import register
 from .base import Claim, Experiment
 
@@ -21,6 +22,8 @@ MODES = ("standard", "two_phase", "last_layer")
 
 
 def points(p):
+    check_choice(p["phase1_budget"], "phase1_budget", "kkb2017-two-phase (--set phase1_budget=...)",
+                 ("epochs", "steps"))
     out = []
     for seed in range(p["seeds"]):
         run = RunConfig(
@@ -30,7 +33,8 @@ def points(p):
                               else {}),
             train=TrainConfig(loss="softmax_ce", lr=p["lr"], momentum=p["momentum"], batch_size=p["batch_size"],
                               max_epochs=p["epochs"], stop="epochs", sgd_seed=seed))
-        common = {"seed": seed, "epochs": p["epochs"], "n_population": p["n_population"],
+        common = {"seed": seed, "epochs": p["epochs"], "phase1_budget": p["phase1_budget"],
+                  "n_population": p["n_population"],
                   "theorem8_max_paths": p["theorem8_max_paths"],
                   "theorem8": p["arch"] == "mlp" and not p["bias"]}
         out.append({"hp": {**common, "mode": "standard", "alpha": 1.0}, "run": to_dict(run)})
@@ -98,7 +102,10 @@ def plot(t, fig, p):
 
 ALPHAS = [0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0]
 MLP = {"dataset": "mnist", "arch": "mlp", "depth": 2, "width": 256, "bias": False, "fc_width": 0, "dropout": 0.0,
-       "lr": 0.05, "momentum": 0.5, "batch_size": 64, "epochs": 10, "n_train": 5000, "n_test": 10000,
+       "lr": 0.05, "momentum": 0.5, "batch_size": 64, "epochs": 10,
+       # phase 1 runs `epochs` epochs over S_αm ('epochs') or as many SGD steps as `epochs` epochs over m
+       # ('steps'); KKB do not state the split [verify]
+       "phase1_budget": "epochs", "n_train": 5000, "n_test": 10000,
        "n_population": 1000, "seeds": 1, "alpha": [0.05, 0.1, 0.2, 0.5, 1.0],
        # Theorem 8's C_yz, γ²_yz are exact maxima over explicit path features only when d_z ≤ this many paths;
        # above it, valid upper bounds from |z̃_p| ≤ ‖x‖_∞ (see bounds/theorem8.py). Enumeration is slow on CPU.
@@ -115,6 +122,7 @@ EXPERIMENT = register(Experiment(
         "smoke": {**MLP, "n_train": 300, "n_test": 1000, "width": 32, "epochs": 2, "alpha": [0.2, 1.0],
                   "n_population": 200},
         "quick": MLP,
+        "demo": MLP,
         "paper": {**MLP, "arch": "cnn", "width": 32, "bias": True, "fc_width": 1024, "dropout": 0.5, "lr": 0.01,
                   "n_train": 60000, "epochs": 10, "alpha": ALPHAS},
     },
@@ -125,5 +133,6 @@ EXPERIMENT = register(Experiment(
     plot=plot,
     notes={"smoke": "tiny MLP, two α",
            "quick": "bias-free MLP 784-256-256-10 on 5,000 MNIST points (not the paper's CNN)",
+           "demo": "as quick: bias-free MLP 784-256-256-10 on 5,000 MNIST points",
            "paper": "the paper's CNN on full MNIST, SGD lr 0.01 momentum 0.5"},
 ))

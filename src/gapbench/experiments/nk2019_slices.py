@@ -58,7 +58,8 @@ def plot(t, fig, p):
     axes[2].legend(fontsize=8)
 
 
-SLICES = {"radius_fraction": 0.5, "n_centers": 50, "n_samples": 400, "resolution": 200}
+SLICES = {"radius_fraction": 1.0,  # disc radius ÷ (r_outer − r_inner): SPEC "≈ spacing" [verify]
+           "n_centers": 50, "n_samples": 400, "resolution": 200}
 
 EXPERIMENT = register(Experiment(
     name="nk2019-slices",
@@ -71,6 +72,7 @@ EXPERIMENT = register(Experiment(
                   "n_centers": 10, "n_samples": 100, "resolution": 60},
         "quick": {**BLOG, **SLICES, "m": 1024, "seeds": 2, "dim": 200, "width": 1000, "n_test": 1024},
         "paper": {**BLOG, **SLICES, "m": 4096, "seeds": 3},
+        "demo": {**BLOG, **SLICES, "m": 1024, "seeds": 2, "dim": 200, "width": 1000, "n_test": 1024},
     },
     points=points,
     job="gapbench.slices:slices_job",
@@ -78,5 +80,6 @@ EXPERIMENT = register(Experiment(
                   "training points than near test points", _complex_near_train),),
     plot=plot,
     notes={"smoke": "d = 50, width 100", "quick": "d = 200, width 1,000, m = 1,024",
+           "demo": "as quick: d = 200, width 1,000, m = 1,024 (NK's blog settings are d = 500, width 10,000)",
            "paper": "NK's blog settings (d = 500, width 10,000), m = 4,096"},
 ))
