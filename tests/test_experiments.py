@@ -2,6 +2,7 @@
 
 import csv
 import json
+import re
 
 import pytest
 
@@ -39,4 +40,16 @@ def test_smoke_preset_end_to_end(name, tmp_path, request):
 def test_every_experiment_declares_the_standard_presets():
     for entry in EXPERIMENTS:
         assert set(PRESETS) <= set(entry.obj.presets), entry.name
+        assert "demo" in entry.obj.presets and entry.obj.notes.get("demo"), f"{entry.name}: gapbench demo's preset"
         assert entry.obj.paper and entry.obj.figure and entry.obj.claims
+
+
+def test_demo_writes_one_combined_report(tmp_path):
+    from gapbench.demo import run_demo
+
+    path = run_demo(out=tmp_path, runtime=Runtime(progress=False), names=("nk2019-linear", "kkb2017-deep-paths"),
+                    preset="smoke")
+    page = path.read_text()
+    assert path == tmp_path / "report.html" and page.count("data:image/png;base64,") == 2
+    assert re.search(r"<li>nk2019-linear: \d of 3 claims held</li>", page) and "<i>smoke</i> preset" in page
+    assert (tmp_path / "nk2019-linear" / "summary.json").exists()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import textwrap
 from pathlib import Path
@@ -86,7 +87,7 @@ def _print_outcome(outcome, as_json: bool):
         value = "n/a" if claim.value is None else f"{claim.value:.4g}"
         click.echo(f"  {mark} {claim.name}: {value}  ({claim.detail})")
     for key, value in outcome.slopes.items():
-        click.echo(f"  slope {key}: {value:.3f}")
+        click.echo(f"  {outcome.slopes_label} {key}: {value:.3f}")
     if outcome.paths:
         click.echo(f"  outputs: {Path(outcome.paths['report']).parent}/")
 
@@ -189,7 +190,8 @@ def certify(checkpoint_path, data_name, split, delta, family_size, data_dir, as_
 
 @main.command()
 @click.option("--out", default="demo", show_default=True, type=click.Path(file_okay=False))
-@click.option("--workers", default=1, show_default=True, type=int)
+@click.option("--workers", default=min(4, os.cpu_count() or 1), show_default=True, type=int,
+              help="Worker processes (1 thread each); default: the CPU count, at most 4.")
 @data_dir_option
 def demo(out, workers, data_dir):
     """The headline results of both papers in one HTML report (about 10 minutes on 2 CPU cores)."""

@@ -128,7 +128,7 @@ def section(exp, outcome, png: bytes) -> str:
 {outcome.missing} missing; {outcome.seconds:.1f} s.</p>
 <img src="data:image/png;base64,{base64.b64encode(png).decode()}" alt="{html.escape(exp.name)} figure">
 <h3>Claims</h3><table><tr><th>verdict</th><th>claim</th><th>value</th><th>detail</th></tr>{rows}</table>
-{'<h3>Slopes (log-log, medians over seeds)</h3><table>' + slopes + '</table>' if slopes else ''}
+{f'<h3>{html.escape(outcome.slopes_label)}</h3><table>' + slopes + '</table>' if slopes else ''}
 <h3>Parameters</h3><pre>{html.escape(json.dumps(outcome.params, indent=1, default=str))}</pre>
 <details><summary>Results ({len(table)} rows)</summary>
 <table><tr>{''.join(f'<th>{html.escape(c)}</th>' for c in cols)}</tr>

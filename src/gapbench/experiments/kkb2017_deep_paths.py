@@ -64,6 +64,7 @@ EXPERIMENT = register(Experiment(
     presets={
         "smoke": {**MNIST, "m": [50, 100], "width": 16, "max_epochs": 5, "n_population": 300},
         "quick": MNIST,
+        "demo": MNIST,
         "synthetic": {**MNIST, "dataset": "hypersphere", "width": 32,
                       "data_options": {"dim": 20, "r_inner": 1.0, "r_outer": 1.3}, "m": [50, 100, 200, 400]},
         "paper": {**MNIST, "m": [250, 500, 1000, 2000], "width": 128, "max_epochs": 50, "n_population": 4000,
@@ -75,6 +76,6 @@ EXPERIMENT = register(Experiment(
     plot=plot,
     slopes=slopes,
     notes={"smoke": "two tiny nets", "quick": "2 hidden layers of 64, m = 100 … 800, 2,000 population points",
-           "synthetic": "the small synthetic task: two spheres in R^20",
+           "synthetic": "the small synthetic task: two spheres in R^20", "demo": "as quick",
            "paper": "KKB give no sizes; 2 hidden layers of 128, m up to 2,000, 4,000 population points"},
 ))

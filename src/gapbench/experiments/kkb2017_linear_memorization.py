@@ -80,6 +80,7 @@ EXPERIMENT = register(Experiment(
         "smoke": {**BASE, "d_features": 600, "n_train": 100, "n_test": 200, "seeds": 1},
         "quick": {**BASE, "d_features": 4000, "n_train": 1000, "n_test": 2000, "seeds": 2},
         "paper": {**BASE, "d_features": 12000, "n_train": 2000, "n_test": 8000, "seeds": 3},
+        "demo": {**BASE, "d_features": 2000, "n_train": 500, "n_test": 2000, "seeds": 1, "c": [0.0, 1.0, 1e4, 1e8]},
     },
     points=points,
     job=JOB,
@@ -88,5 +89,6 @@ EXPERIMENT = register(Experiment(
             Claim("random_labels_memorized", "zero training error on random labels", _random_labels_fit)),
     plot=plot,
     notes={"smoke": "tiny subset, 600 random features", "quick": "1,000 training points, 4,000 features",
+           "demo": "500 training points, 2,000 features, c ∈ {0, 1, 10⁴, 10⁸}, one draw",
            "paper": "KKB do not fix sizes; 2,000 training points, 12,000 features"},
 ))

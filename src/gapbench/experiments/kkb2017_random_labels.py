@@ -86,6 +86,7 @@ EXPERIMENT = register(Experiment(
         "smoke": {**BASE, "label_noise": [0.0, 1.0], "n_train": 100, "n_val": 1000, "n_test": 1000, "width": 64,
                   "depth": 1, "max_epochs": 100},
         "quick": {**BASE, "n_train": 1000},
+        "demo": {**BASE, "n_train": 1000},
         "paper": {**BASE, "n_train": 10000, "seeds": 2, "width": 1024, "max_epochs": 400},
     },
     points=points,
@@ -96,5 +97,6 @@ EXPERIMENT = register(Experiment(
             Claim("bound_tracks_test_error", "validation bound within 0.03 above the test error", _bound_tracks)),
     plot=plot,
     notes={"smoke": "100 training points, 2 noise levels", "quick": "1,000 training points",
+           "demo": "as quick: 1,000 training points",
            "paper": "KKB use full MNIST; 10,000 training points keep zero training error reachable on CPU"},
 ))

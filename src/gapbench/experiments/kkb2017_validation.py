@@ -123,6 +123,7 @@ EXPERIMENT = register(Experiment(
         "smoke": {**BASE, "n_train": 300, "n_val": 1000, "n_test": 1000, "width": [32], "depth": [1],
                   "lr": [0.05], "epochs": [2], "label_noise": [0.0, 1.0]},
         "quick": {**BASE, "n_train": 3000, "width": [128, 512], "depth": [1, 2], "lr": [0.02], "epochs": [3, 15]},
+        "demo": {**BASE, "n_train": 3000, "width": [128, 512], "depth": [1], "lr": [0.02], "epochs": [3, 15]},
         "paper": {**BASE, "n_train": 50000, "width": [256, 1024], "depth": [1, 3], "lr": [0.01, 0.05],
                   "epochs": [1, 5, 20]},
     },
@@ -134,6 +135,8 @@ EXPERIMENT = register(Experiment(
                   _norms_do_not_order)),
     plot=plot,
     slopes=slopes,
+    slopes_label="across the family,",
     notes={"smoke": "tiny plumbing check", "quick": "3,000 training points, 24 models",
+           "demo": "3,000 training points, 12 models (one hidden layer)",
            "paper": "full MNIST (50,000 train / 10,000 validation), 72 models"},
 ))

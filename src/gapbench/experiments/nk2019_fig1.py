@@ -109,6 +109,7 @@ EXPERIMENT = register(Experiment(
         "smoke": {**PAPER, "m": [32, 64], "depth": 2, "width": 64, "gamma": 2.0, "max_epochs": 30,
                   "n_test": 1000},
         "quick": {**PAPER, "m": [128, 256, 512, 1024]},
+        "demo": {**PAPER, "m": [128, 256, 512]},
         "paper": PAPER,
     },
     points=points,
@@ -129,5 +130,6 @@ EXPERIMENT = register(Experiment(
     slopes=slopes,
     notes={"smoke": "2 hidden layers of 64, γ* = 2, m = 32, 64: a plumbing check, not the phenomenon",
            "quick": "the paper's protocol (batch 1, γ* = 10) at m = 128 … 1024, one pair of draws",
-           "paper": "m = 128 … 32,768, one pair of draws per m"},
+           "paper": "m = 128 … 32,768, one pair of draws per m",
+           "demo": "the paper's protocol (batch 1, γ* = 10) at m = 128, 256, 512 only: slopes from 3 points"},
 ))

@@ -71,6 +71,7 @@ EXPERIMENT = register(Experiment(
     presets={
         "smoke": {**BLOG, "m": [64, 128], "dim": 50, "width": 100, "max_epochs": 50, "n_test": 512},
         "quick": {**BLOG, "m": [256, 512, 1024, 2048], "dim": 200, "width": 1000, "n_test": 2048},
+        "demo": {**BLOG, "m": [256, 512, 1024, 2048], "dim": 200, "width": 1000, "n_test": 2048},
         "blog": BLOG,
         "paper": {**BLOG, "m": [2048, 4096, 8192, 16384, 32768, 65536], "dim": 1000, "r_outer": 1.1,
                   "width": 100000},
@@ -82,5 +83,6 @@ EXPERIMENT = register(Experiment(
     plot=plot,
     slopes=slopes,
     notes={"smoke": "d = 50, width 100: plumbing only", "quick": "d = 200, width 1,000, m = 256 … 2,048",
+           "demo": "as quick: d = 200, width 1,000, m = 256 … 2,048 (the blog's d = 500, width 10,000 is slower)",
            "blog": "NK's blog notebook settings", "paper": "poster settings; GPU scale (width 100,000)"},
 ))

@@ -62,6 +62,7 @@ EXPERIMENT = register(Experiment(
         "smoke": {"m": [16, 32, 64], "seeds": 1, **BASE},
         "quick": {"m": [16, 32, 64, 128, 256, 512], "seeds": 3, **BASE},
         "paper": {"m": [128, 256, 512, 1024, 2048], "seeds": 5, **BASE},
+        "demo": {"m": [16, 32, 64, 128, 256], "seeds": 1, **BASE},
     },
     points=points,
     job=JOB,
@@ -71,5 +72,5 @@ EXPERIMENT = register(Experiment(
     plot=plot,
     slopes=slopes,
     notes={"smoke": "three small m, one draw", "quick": "m ≤ 512, three draws",
-           "paper": "m up to 2048 (D = 1000·m), five draws"},
+           "paper": "m up to 2048 (D = 1000·m), five draws", "demo": "m ≤ 256, one draw"},
 ))

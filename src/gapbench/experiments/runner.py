@@ -27,6 +27,7 @@ class Outcome:
     table: Table
     claims: list[ClaimResult]
     slopes: dict[str, float]
+    slopes_label: str = "slope"
     runs_trained: int = 0
     runs_reused: int = 0
     runs_failed: int = 0
@@ -109,7 +110,7 @@ def run_experiment(name: str | Experiment, preset: str = "quick", *, overrides: 
     table = Table.of(rows)
     claims = [claim.evaluate(table, params) for claim in exp.claims]
     slopes = exp.slopes(table.ok()) if exp.slopes and len(table.ok()) else {}
-    outcome = Outcome(exp.name, preset, params, table, claims, slopes, trained, reused, failed,
+    outcome = Outcome(exp.name, preset, params, table, claims, slopes, exp.slopes_label, trained, reused, failed,
                       missing=len(jobs) - len(rows), seconds=time.perf_counter() - start)
     if write:
         from ..report import write_outputs
