@@ -3,8 +3,10 @@
 import math
 
 import numpy as np
+import pytest
 import torch
 
+from gapbench.errors import GapbenchError
 from gapbench.linear import CHUNK, min_norm_interpolant, nk_linear_gram, nk_linear_quantities, null_direction
 
 
@@ -75,3 +77,20 @@ def test_min_norm_interpolant_and_null_direction():
     v = null_direction(phi, phi_test, seed=1)
     assert math.isclose(float(v.norm()), 1.0, rel_tol=1e-12)
     assert float(torch.cat([phi, phi_test]).matmul(v).abs().max()) < 1e-12
+
+
+def test_null_direction_refuses_too_few_features():
+    phi = torch.randn(12, 10, dtype=torch.float64)     # 12 points, 10 features
+    with pytest.raises(GapbenchError, match="needs more features than training \\+ test points"):
+        null_direction(phi[:4], phi[4:], seed=0)
+    assert null_direction(phi[:4], phi[4:9], seed=0).shape == (10,)   # 9 points: one free direction
+
+
+def test_memorization_experiment_refuses_too_few_features():
+    from gapbench.experiments import get
+
+    exp = get("kkb2017-linear-memorization")
+    with pytest.raises(GapbenchError, match="'d_features' parameter of kkb2017-linear-memorization must exceed"):
+        exp.points(exp.params("demo", {"d_features": "2000"}))
+    for preset in exp.presets:                      # every shipped preset satisfies it
+        exp.points(exp.params(preset))

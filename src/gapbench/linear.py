@@ -27,6 +27,7 @@ import torch
 from scipy.stats import norm
 
 from .config import Runtime
+from .errors import ConfigError
 
 CHUNK = 1 << 14  # noise dimensions generated per step: m x CHUNK float64 at a time
 
@@ -85,6 +86,10 @@ def min_norm_interpolant(features: torch.Tensor, targets: torch.Tensor) -> torch
 def null_direction(train_features: torch.Tensor, test_features: torch.Tensor, seed: int) -> torch.Tensor:
     """A unit vector orthogonal to every training and test feature vector (needs d_φ > m + n_test)."""
     span = torch.cat([train_features, test_features]).T          # (d, m + n)
+    if span.shape[0] <= span.shape[1]:
+        raise ConfigError(f"The null direction needs more features than training + test points: d_features = "
+                          f"{span.shape[0]}, n_train + n_test = {span.shape[1]}. Raise d_features above "
+                          f"{span.shape[1]} or lower n_train / n_test.")
     q, _ = torch.linalg.qr(span)
     gen = torch.Generator().manual_seed(seed)
     v = torch.randn(span.shape[0], generator=gen, dtype=span.dtype)

@@ -9,6 +9,7 @@ which every norm-based bound grows with, says nothing about this model's test er
 
 from __future__ import annotations
 
+from ..errors import ConfigError
 from . import register
 from .base import Claim, Experiment
 
@@ -16,6 +17,11 @@ JOB = "gapbench.linear:memorization_job"
 
 
 def points(p):
+    if p["d_features"] <= p["n_train"] + p["n_test"]:   # else no direction is orthogonal to every feature vector
+        raise ConfigError(f"The 'd_features' parameter of kkb2017-linear-memorization must exceed n_train + n_test "
+                          f"= {p['n_train'] + p['n_test']} (the added direction must be orthogonal to every "
+                          f"training and test feature vector). Got {p['d_features']}. Fix: --set "
+                          f"d_features={2 * (p['n_train'] + p['n_test'])}")
     return [{"data": {"name": p["dataset"]},
              "hp": {"features": p["features"], "d_features": p["d_features"], "n_train": p["n_train"],
                     "n_test": p["n_test"], "label_noise": q, "c": c, "seed": s}}
@@ -80,7 +86,7 @@ EXPERIMENT = register(Experiment(
         "smoke": {**BASE, "d_features": 600, "n_train": 100, "n_test": 200, "seeds": 1},
         "quick": {**BASE, "d_features": 4000, "n_train": 1000, "n_test": 2000, "seeds": 2},
         "paper": {**BASE, "d_features": 12000, "n_train": 2000, "n_test": 8000, "seeds": 3},
-        "demo": {**BASE, "d_features": 2000, "n_train": 500, "n_test": 2000, "seeds": 1, "c": [0.0, 1.0, 1e4, 1e8]},
+        "demo": {**BASE, "d_features": 3000, "n_train": 500, "n_test": 2000, "seeds": 1, "c": [0.0, 1.0, 1e4, 1e8]},
     },
     points=points,
     job=JOB,
@@ -89,6 +95,6 @@ EXPERIMENT = register(Experiment(
             Claim("random_labels_memorized", "zero training error on random labels", _random_labels_fit)),
     plot=plot,
     notes={"smoke": "tiny subset, 600 random features", "quick": "1,000 training points, 4,000 features",
-           "demo": "500 training points, 2,000 features, c ∈ {0, 1, 10⁴, 10⁸}, one draw",
+           "demo": "500 training points, 3,000 features, c ∈ {0, 1, 10⁴, 10⁸}, one draw",
            "paper": "KKB do not fix sizes; 2,000 training points, 12,000 features"},
 ))
