@@ -43,9 +43,9 @@ def plot(t, fig, p):
     loglog_panel(axes[0], t, "hp.n_train", [("thm7_lhs", "R − R_S (direct)"), ("thm7_rhs", "Theorem 7 RHS")],
                  title="squared-loss gap: both sides of the identity", ylabel="gap", logy=False)
     loglog_panel(axes[1], t, "hp.n_train", [("path_norm_l2", "‖w̄‖ (path norm)"), ("v_norm", "‖v‖")],
-                 title="path norm grows, ‖v‖ shrinks", ylabel="norm")
+                 title="path norm ‖w̄‖ and ‖v‖", ylabel="norm")
     loglog_panel(axes[2], t, "hp.n_train", [("lambda_1", "λ₁(G)"), ("lambda_2", "λ₂(G)")],
-                 title="top eigenvalues of G", ylabel="eigenvalue", logy=False)
+                 title="the two largest-|λ| eigenvalues of G (indefinite)", ylabel="eigenvalue", logy=False)
 
 
 def slopes(t):
