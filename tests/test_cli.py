@@ -49,7 +49,9 @@ def test_report_and_export_use_the_store_only(tmp_path):
     (("run", "nk2019-linaer"), "Unknown experiment 'nk2019-linaer'. Did you mean 'nk2019-linear'?"),
     (("run", "nk2019-linear", "--preset", "quik"), "Unknown preset 'quik' for experiment 'nk2019-linear'. "
                                                    "Did you mean 'quick'?"),
-    (("run", "nk2019-linear", "--set", "mm=3"), "Unknown --set key 'mm' for experiment 'nk2019-linear'. Known keys:"),
+    (("run", "nk2019-linear", "--set", "sedes=3"), "Unknown --set key 'sedes' for experiment 'nk2019-linear'. "
+                                                   "Did you mean 'seeds'? Known keys:"),
+    (("run", "nk2019-fig1", "--set", "widht=5"), "Did you mean 'width'? Known keys: augment_noise, batch_size"),
     (("run", "nk2019-linear", "--set", "m=a,b"), "The --set value for 'm' must be a comma-separated list of int"),
     (("run", "nk2019-linear", "--set", "m"), "The --set option must be key=value. Got 'm' instead."),
     (("run", "nk2019-linear", "--workers", "0"), "The 'workers' parameter of gapbench run must be an int >= 1"),

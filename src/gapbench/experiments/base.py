@@ -6,6 +6,7 @@ the sweep runs the named job function on each; the claims are predicates over th
 
 from __future__ import annotations
 
+import difflib
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -67,8 +68,11 @@ class Experiment:
         params = dict(self.presets[preset])
         for key, raw in (overrides or {}).items():
             if key not in params:
-                raise ConfigError(f"Unknown --set key '{key}' for experiment '{self.name}'. Known keys: "
-                                  f"{', '.join(sorted(params))}. Example: --set {sorted(params)[0]}=...")
+                close = difflib.get_close_matches(key, sorted(params), n=1)
+                example = close[0] if close else sorted(params)[0]
+                hint = f" Did you mean '{close[0]}'?" if close else ""
+                raise ConfigError(f"Unknown --set key '{key}' for experiment '{self.name}'.{hint} Known keys: "
+                                  f"{', '.join(sorted(params))}. Example: --set {example}=...")
             params[key] = coerce(raw, params[key], key)
         return params
 
