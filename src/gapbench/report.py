@@ -13,8 +13,6 @@ import html
 import io
 import json
 import math
-import os
-import tempfile
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -24,20 +22,7 @@ import matplotlib
 matplotlib.use("Agg")  # no display on the machines; set before pyplot is imported
 import matplotlib.pyplot as plt  # noqa: E402
 
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write `data` to `path` via a temp file in the same directory and os.replace."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+from .checkpoint import atomic_write_bytes  # noqa: E402
 
 
 def claim_lines(claims) -> list[str]:
