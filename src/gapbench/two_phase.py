@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from .deep_paths import TwoPhaseNet
+from .evaluate import zero_one_error
 
 _LAYERWISE = (nn.Linear, nn.Conv2d)
 
@@ -64,7 +65,6 @@ def two_phase_job(config, runtime, out_dir):
     from .bounds import bound
     from .config import RunConfig, from_dict
     from .errors import check_choice
-    from .evaluate import zero_one_error
     from .jobs import _load
     from .sweep import JobResult
     from .train import fit
@@ -107,7 +107,7 @@ def _rest_bounds(model, data, count, p, bound) -> dict[str, float]:
     """Bounds on the (1 − α)·m points phase 1 never saw: the rigorous linear-margin bound (last-layer variant:
     a linear head on features frozen after phase 1) and KKB's Theorem 8 (plug-in constants: an estimate)."""
     rest = rest_points(data, count)
-    out = {"rest_error": float((model(rest.x).argmax(1) != rest.y).double().mean())}
+    out = {"rest_error": zero_one_error(model, rest.x, rest.y)}      # batched, no autograd graph
     if p["mode"] == "last_layer":
         out["linear_margin"] = bound("linear_margin", model, rest, delta=0.05).value
     elif p["mode"] == "two_phase" and p.get("theorem8", True):
