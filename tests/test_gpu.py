@@ -11,7 +11,6 @@ import math
 
 import pytest
 import torch
-from torch import nn
 
 from gapbench.bounds import bound
 from gapbench.config import ModelConfig, RunConfig, Runtime, TrainConfig
@@ -70,11 +69,11 @@ def test_measures_of_a_cuda_model_match_cpu(name):
     data = images(n=32, shape=(1, 4, 4))
     model = build_model(MLP, data.input_shape, data.num_classes)
     init = build_model(dataclasses.replace(MLP, init_seed=1), data.input_shape, data.num_classes)
-    kwargs = {"init": init} if name in ("dist_from_init_fro", "bartlett2017_complexity") else {}
+    needs_init = name in ("dist_from_init_fro", "bartlett2017_complexity")
     split = (data.train.x, data.train.y)
-    on_cpu = measure(name, model, split, **kwargs)
-    moved = {k: v.cuda() if isinstance(v, nn.Module) else v for k, v in kwargs.items()}
-    on_gpu = measure(name, model.cuda(), (split[0].cuda(), split[1].cuda()), **moved)
+    on_cpu = measure(name, model, split, **({"init": init} if needs_init else {}))
+    on_gpu = measure(name, model.cuda(), (split[0].cuda(), split[1].cuda()),
+                     **({"init": init.cuda()} if needs_init else {}))
     assert math.isclose(on_gpu, on_cpu, rel_tol=1e-6)
 
 

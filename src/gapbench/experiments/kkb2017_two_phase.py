@@ -19,6 +19,7 @@ from . import register
 from .base import Claim, Experiment
 
 MODES = ("standard", "two_phase", "last_layer")
+PAPER_MNIST_RATIO = (0.999, 1.0006)   # KKB v5 §5.3.1: two-phase ÷ standard test accuracy on MNIST, every α
 
 
 def points(p):
@@ -111,7 +112,6 @@ def plot(t, fig, p):
     ax2.grid(True, alpha=0.3)
 
 
-PAPER_MNIST_RATIO = (0.999, 1.0006)   # KKB v5 §5.3.1: two-phase ÷ standard test accuracy on MNIST, every α
 ALPHAS = [0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0]
 MLP = {"dataset": "mnist", "arch": "mlp", "depth": 2, "width": 256, "bias": False, "fc_width": 0, "dropout": 0.0,
        "lr": 0.05, "momentum": 0.5, "batch_size": 64, "epochs": 10,
