@@ -44,7 +44,7 @@ from torch import nn
 from torch.func import functional_call
 
 from ..errors import check_positive_float, check_positive_int, check_probability, param_error
-from ..evaluate import EVAL_BATCH, margins_from_logits
+from ..evaluate import EVAL_BATCH, margins_from_logits, zero_one_error
 from ..layers import fold_batchnorm
 from ._base import XY, device_of, double_copy, register, where
 
@@ -104,8 +104,7 @@ def sharpness_search(model: nn.Module, data: XY, *, init: nn.Module | None = Non
         raise param_error("std_high", caller, f"a float > std_low={low}", high)
     net, base = _folded_params(model, caller)
     x, y = data[0].to(device=device_of(model), dtype=torch.float64), data[1].to(device_of(model))
-    with torch.inference_mode():
-        base_error = float((margins_from_logits(net(x), y) <= 0).double().mean())
+    base_error = zero_one_error(net, x, y)       # batched like the perturbed passes
 
     def error_at(std: float) -> float:
         return _mean_error(net, base, x, y, std, magnitude, magnitude_eps, n_samples, seed)
