@@ -53,3 +53,14 @@ def test_demo_writes_one_combined_report(tmp_path):
     assert path == tmp_path / "report.html" and page.count("data:image/png;base64,") == 2
     assert re.search(r"<li>nk2019-linear: \d of 3 claims held</li>", page) and "<i>smoke</i> preset" in page
     assert (tmp_path / "nk2019-linear" / "summary.json").exists()
+
+
+def test_two_phase_budgets_share_one_standard_baseline():
+    from gapbench.experiments.runner import jobs_for
+    exp = EXPERIMENTS.get("kkb2017-two-phase").obj
+    by_budget = {b: jobs_for(exp, exp.params("smoke", {"phase1_budget": b})) for b in ("epochs", "steps")}
+    standard = {b: {j.signature for j in jobs if j.config["hp"]["mode"] == "standard"}
+                for b, jobs in by_budget.items()}
+    others = {b: {j.signature for j in jobs if j.config["hp"]["mode"] != "standard"} for b, jobs in by_budget.items()}
+    assert standard["epochs"] == standard["steps"] and len(standard["epochs"]) == 1
+    assert not others["epochs"] & others["steps"]

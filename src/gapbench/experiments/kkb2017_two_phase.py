@@ -34,14 +34,16 @@ def points(p):
                               else {}),
             train=TrainConfig(loss="softmax_ce", lr=p["lr"], momentum=p["momentum"], batch_size=p["batch_size"],
                               max_epochs=p["epochs"], stop="epochs", sgd_seed=seed))
-        common = {"seed": seed, "epochs": p["epochs"], "phase1_budget": p["phase1_budget"],
-                  "n_population": p["n_population"],
-                  "theorem8_max_paths": p["theorem8_max_paths"],
-                  "theorem8": p["arch"] == "mlp" and not p["bias"]}
+        # The baseline's hp hold only what changes it, so every phase-1 budget and bound setting shares one
+        # stored standard run per seed (and compares against the very same model).
+        common = {"seed": seed, "epochs": p["epochs"]}
+        two_phase = {**common, "phase1_budget": p["phase1_budget"], "n_population": p["n_population"],
+                     "theorem8_max_paths": p["theorem8_max_paths"],
+                     "theorem8": p["arch"] == "mlp" and not p["bias"]}
         out.append({"hp": {**common, "mode": "standard", "alpha": 1.0}, "run": to_dict(run)})
         for mode in MODES[1:]:
             for alpha in p["alpha"]:
-                out.append({"hp": {**common, "mode": mode, "alpha": alpha}, "run": to_dict(run)})
+                out.append({"hp": {**two_phase, "mode": mode, "alpha": alpha}, "run": to_dict(run)})
     return out
 
 
