@@ -34,15 +34,6 @@ HELDOUT = (
 )
 
 
-def argmax_model() -> nn.Sequential:
-    """f(x) = x: predicts argmax of the two coordinates."""
-    model = nn.Sequential(nn.Linear(2, 2))
-    with torch.no_grad():
-        model[0].weight.copy_(torch.eye(2))
-        model[0].bias.zero_()
-    return model
-
-
 def labelled(n: int, flipped: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """n points labelled by argmax(x), the first `flipped` labels wrong: exactly `flipped` errors."""
     x = torch.rand(n, 2, generator=torch.Generator().manual_seed(seed))
@@ -165,10 +156,10 @@ def test_model_level_heldout_bounds_count_errors():
     split = Split(x, y, torch.arange(100), "test", "test")
     for name in HELDOUT:
         params = {"family_size": 3, **({"var": 0.25} if name == "heldout_bernstein" else {})}
-        result = bound(name, argmax_model(), split, delta=0.05, **params)
+        result = bound(name, ref.argmax_model(), split, delta=0.05, **params)
         assert result.terms["errors"] == 7 and result.terms["n"] == 100
         assert result.value == pytest.approx(heldout_value(name, 100, 7, 0.05, 3), abs=1e-15)
-        assert bound(name, argmax_model(), (x, y), delta=0.05, **params).value == result.value
+        assert bound(name, ref.argmax_model(), (x, y), delta=0.05, **params).value == result.value
 
 
 def test_registry_metadata():
@@ -181,7 +172,7 @@ def test_registry_metadata():
 
 def test_error_messages():
     x, y = labelled(20, 2)
-    model = argmax_model()
+    model = ref.argmax_model()
     with pytest.raises(
         GapbenchError,
         match=r"The 'delta' parameter of bound\(\) must be a float in \(0, 1\)\. "
@@ -267,7 +258,7 @@ def test_pacbayes_kl_is_deterministic_pure_and_consistent():
 
 
 def test_pacbayes_errors():
-    model = argmax_model()
+    model = ref.argmax_model()
     x, y = labelled(20, 2)
     with pytest.raises(GapbenchError, match=r"The 'init' parameter of pacbayes_kl\(\) must be"):
         bound("pacbayes_kl", model, (x, y), delta=0.05)
@@ -406,7 +397,7 @@ def test_bartlett2017_vs_hand_evaluation():
 def test_bartlett2017_refuses_other_architectures():
     x, y = labelled(10, 0)
     with pytest.raises(GapbenchError, match=r"bias-free networks .* layer '0' has a bias"):
-        bartlett2017(argmax_model(), (x, y), delta=0.05)
+        bartlett2017(ref.argmax_model(), (x, y), delta=0.05)
     tanh_net = nn.Sequential(nn.Linear(2, 3, bias=False), nn.Tanh(), nn.Linear(3, 2, bias=False))
     with pytest.raises(GapbenchError, match=r"fully connected ReLU networks only; module '1' is a Tanh"):
         bartlett2017(tanh_net, (x, y), delta=0.05)

@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from reference_bounds import argmax_model
 from torch import nn
 
 from gapbench.bounds import heldout as ho
@@ -14,14 +15,6 @@ from gapbench.data.types import Split
 from gapbench.errors import GapbenchError
 
 torch.set_num_threads(1)
-
-
-def argmax_model() -> nn.Sequential:
-    model = nn.Sequential(nn.Linear(2, 2))
-    with torch.no_grad():
-        model[0].weight.copy_(torch.eye(2))
-        model[0].bias.zero_()
-    return model
 
 
 def heldout_split(n: int, wrong: int, source: str = "test", offset: int = 0) -> Split:
