@@ -10,7 +10,7 @@ from reference_bounds import argmax_model
 from torch import nn
 
 from gapbench.bounds import heldout as ho
-from gapbench.certify import BOUND_NAMES, Certificate, certify, check_disjoint
+from gapbench.certificate import BOUND_NAMES, Certificate, certify, check_disjoint
 from gapbench.data.types import Split
 from gapbench.errors import GapbenchError
 

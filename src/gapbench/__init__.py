@@ -29,7 +29,7 @@ _LAZY = {
     "list_measures": ("measures", "list_measures"),
     "bound": ("bounds", "bound"),
     "list_bounds": ("bounds", "list_bounds"),
-    "certify": ("certify", "certify"),
+    "certify": ("certificate", "certify"),
     "gap_decomposition": ("deep_paths", "gap_decomposition"),
     "build_model": ("models", "build_model"),
     "Bound": ("bounds.types", "Bound"),

@@ -87,8 +87,8 @@ def measure_checkpoint(path, *, data_name=None, split="train", quantities=None, 
 
 def certify_checkpoint(path, *, data_name=None, split="test", delta=0.05, family_size=1, data_dir=None):
     """`certify` a checkpoint on a held-out split, refusing a split that overlaps its training points."""
-    from .certify import certify as _certify
-    from .certify import check_disjoint
+    from .certificate import certify as _certify
+    from .certificate import check_disjoint
     run, data, same_data = _checkpoint_and_data(path, data_name, data_dir)
     target = data.split(split)
     if same_data:
