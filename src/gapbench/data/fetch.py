@@ -141,8 +141,14 @@ def _cifar_files(root: Path) -> list[FileStatus]:
     searched = [root / "cifar10" / cifar.FOLDER, root / cifar.FOLDER]
     names = (*cifar.TRAIN_BATCHES, cifar.TEST_BATCH)
     folder = next((d for d in searched if all((d / n).is_file() for n in names)), searched[0])
-    return [FileStatus(n, folder / n, _state(folder / n, cifar.CHECKSUMS.get(n)), (folder / n).stat().st_size)
-            if (folder / n).is_file() else FileStatus(n, folder / n, "missing") for n in names]
+    files = []
+    for name in names:
+        path = folder / name
+        if path.is_file():
+            files.append(FileStatus(name, path, _state(path, cifar.CHECKSUMS.get(name)), path.stat().st_size))
+        else:
+            files.append(FileStatus(name, path, "missing"))
+    return files
 
 
 def _state(path: Path, expected: Checksum | None) -> str:
