@@ -1,9 +1,24 @@
 #!/usr/bin/env bash
 # Create .venv (if needed) and install gapbench with its test tools. torch==2.13.0 is installed first and
 # explicitly: it is the CPU build the machines carry; an unpinned torch would pull a multi-GB CUDA build.
+# Then, when ../shared/data/mnist exists beside the checkout, copy MNIST (checksum-verified) into the per-user
+# cache, the data directory `gapbench` reads when neither --data-dir nor GAPBENCH_DATA is set: so `gapbench`
+# finds MNIST in a new shell without any export.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV="${GAPBENCH_VENV:-.venv}"
 [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
 "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check torch==2.13.0
 "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+
+SHARED_MNIST="$(cd .. && pwd)/shared/data/mnist"
+if [ -d "$SHARED_MNIST" ]; then
+    echo "setup: MNIST from $SHARED_MNIST into the per-user cache (a verified local copy):"
+    # env -u: the per-user cache even when the caller exported GAPBENCH_DATA (scripts/test.sh, .ci/run)
+    env -u GAPBENCH_DATA "$VENV/bin/gapbench" data fetch mnist --from "$SHARED_MNIST" \
+        || echo "setup: warning: MNIST was not copied (see above); 'gapbench data list' shows what is present"
+else
+    echo "setup: no ../shared/data/mnist beside the checkout. If 'gapbench data list' shows mnist missing, run:"
+    echo "    $VENV/bin/gapbench data fetch mnist              # canonical URL, checksum-verified"
+    echo "    $VENV/bin/gapbench data fetch mnist --from DIR   # or a local copy of the four .gz files"
+fi

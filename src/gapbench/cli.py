@@ -200,5 +200,49 @@ def demo(out, workers, data_dir):
     click.echo(f"demo report: {path}")
 
 
+@main.group()
+def data():
+    """Fetch file-backed datasets into the data directory and list what is there."""
+
+
+def _size(size_bytes: int) -> str:
+    return f"{size_bytes / 1e6:8.2f} MB" if size_bytes >= 10_000 else f"{size_bytes:8d} B "
+
+
+@data.command("fetch")
+@click.argument("name")
+@data_dir_option
+@click.option("--from", "source", default=None, metavar="URL_OR_DIR",
+              help="A mirror instead of the canonical URL: a base URL or a directory holding the same files.")
+def data_fetch(name, data_dir, source):
+    """Download dataset NAME (mnist, fashion_mnist, cifar10), checksum-verified, into the data directory."""
+    from .data.fetch import fetch_dataset
+    from .data.paths import data_dir_origin, resolve_data_dir
+    root = resolve_data_dir(data_dir)
+    rows = fetch_dataset(name, data_dir, source)
+    click.echo(f"{name}: {len(rows)} files in {root} ({data_dir_origin(data_dir)})")
+    for row in rows:
+        click.echo(f"  {row.path.relative_to(root)!s:48s} {_size(row.size_bytes)}  {row.checksum.algorithm} "
+                   f"verified  ({row.action})")
+
+
+@data.command("list")
+@data_dir_option
+def data_list(data_dir):
+    """Every dataset: where it is read from and whether it is present and verified, missing or corrupt."""
+    from .data.fetch import list_status
+    from .data.paths import data_dir_origin, fetch_command, resolve_data_dir
+    root = resolve_data_dir(data_dir)
+    click.echo(f"data directory: {root} ({data_dir_origin(data_dir)})")
+    for status in list_status(data_dir):
+        if status.state == "generated":
+            click.echo(f"  {status.name:14s} generated   (drawn from a seed, no files)")
+            continue
+        bad = [f.name for f in status.files if f.state != "verified"]
+        detail = f"{status.location}" + (f"  {status.state}: {', '.join(bad)}" if bad else "")
+        fix = "" if status.state == "verified" else f"  -> {fetch_command(status.name, root)}"
+        click.echo(f"  {status.name:14s} {status.state:11s} {detail}{fix}")
+
+
 if __name__ == "__main__":
     main()

@@ -18,7 +18,9 @@ from __future__ import annotations
 import codecs
 import importlib
 import pickle
+import shutil
 import tarfile
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -29,7 +31,8 @@ from ..errors import DataError
 from .paths import Checksum, download, file_digest, file_key, missing_error, verify_file
 
 FOLDER = "cifar-10-batches-py"
-URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+ARCHIVE_NAME = "cifar-10-python.tar.gz"
+URL = f"https://www.cs.toronto.edu/~kriz/{ARCHIVE_NAME}"
 ARCHIVE_CHECKSUM = Checksum("md5", "c58f30108f718f92721af3b95e74349a")
 CHECKSUMS = {
     "data_batch_1": Checksum("md5", "c99cafc152244af753f735de768cd75f"),
@@ -109,10 +112,10 @@ def load_cifar10_arrays(data_dir: str | Path, *, checksums: Mapping[str, Checksu
     names = (*TRAIN_BATCHES, TEST_BATCH)
     folder = next((d for d in searched if all((d / n).is_file() for n in names)), None)
     if folder is None and download_missing:
-        folder = _download_and_extract(root / "cifar10")
+        folder = fetch_cifar10(root / "cifar10")
     if folder is None:
         missing = [n for n in names if not (searched[0] / n).is_file()]
-        raise missing_error("cifar10", missing, searched, URL + " (extract the archive)")
+        raise missing_error("cifar10", missing, root, searched, URL, ARCHIVE_NAME)
     files: dict[str, Any] = {}
     parts: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for name in names:
@@ -140,9 +143,41 @@ def _decode(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return _decoded[key]
 
 
-def _download_and_extract(target: Path) -> Path:
-    """Fetch the canonical archive (MD5-verified) and extract its six batch files into `target`."""
-    archive = download(URL, target / "cifar-10-python.tar.gz", ARCHIVE_CHECKSUM)
-    with tarfile.open(archive, "r:gz") as tar:
-        tar.extractall(target, filter="data")
-    return target / FOLDER
+def fetch_cifar10(target: Path, url: str = URL, offline_fix: str = "") -> Path:
+    """Download the archive from `url` (MD5-verified) and install its six batches in ``target/FOLDER``.
+
+    The batches are extracted into a temporary directory beside the destination and each is checked
+    against `CHECKSUMS`; only then does the folder replace any earlier one (a rename), so a failure leaves
+    neither a partial folder nor the archive behind. Returns the folder.
+    """
+    archive = download(url, target / ARCHIVE_NAME, ARCHIVE_CHECKSUM, offline_fix=offline_fix)
+    staging = Path(tempfile.mkdtemp(prefix=".extract.", dir=target))
+    try:
+        _extract(archive, staging, url)
+        final = target / FOLDER
+        if final.exists():
+            final.rename(staging / "previous")        # removed with the staging directory below
+        (staging / FOLDER).rename(final)
+        return final
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+        archive.unlink(missing_ok=True)
+
+
+def _extract(archive: Path, staging: Path, url: str) -> None:
+    """Extract `archive` into `staging` and check every batch in ``staging/FOLDER`` against `CHECKSUMS`."""
+    try:
+        with tarfile.open(archive, "r:gz") as tar:
+            tar.extractall(staging, filter="data")
+    except (tarfile.TarError, OSError, EOFError) as exc:
+        raise DataError(f"Cannot extract {url}: not a readable .tar.gz ({exc}); nothing was saved.") from None
+    for name in (*TRAIN_BATCHES, TEST_BATCH):
+        path = staging / FOLDER / name
+        if not path.is_file():
+            raise DataError(f"The archive from {url} has no {FOLDER}/{name}; nothing was saved. It is not the "
+                            f"canonical CIFAR-10 python archive.")
+        expected = CHECKSUMS[name]
+        actual = file_digest(path, expected.algorithm)
+        if actual != expected.hexdigest.lower():
+            raise DataError(f"{FOLDER}/{name} in the archive from {url} has {expected.algorithm} {actual}, "
+                            f"expected {expected.hexdigest}; nothing was saved.")

@@ -86,7 +86,8 @@ def load_mnist_arrays(data_dir: str | Path, name: str = "mnist", *,
                 paths[key] = download(f"{url}{stem}.gz", searched[0] / f"{stem}.gz", table.get(f"{stem}.gz"))
     missing = [f"{STEMS[k]}[.gz]" for k, p in paths.items() if p is None]
     if missing:
-        raise missing_error(name, missing, searched, url)
+        gz_names = ", ".join(f"{stem}.gz" for stem in STEMS.values())
+        raise missing_error(name, missing, root, searched, url, f"the four canonical .gz files ({gz_names})")
     files: dict[str, Any] = {}
     for key, path in paths.items():
         expected = table.get(path.name)

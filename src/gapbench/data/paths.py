@@ -2,8 +2,8 @@
 
 The data directory is, in order: the ``--data-dir`` argument, the ``GAPBENCH_DATA`` environment variable,
 a per-user cache directory (``platformdirs.user_cache_dir('gapbench')``). The directory is only ever read,
-except by an explicit ``download=True``, which writes each file atomically (temp file + rename) and only
-after its checksum matched.
+except by ``gapbench data fetch`` or an explicit ``download=True``, which write each file atomically (temp
+file + rename) and only after its checksum matched.
 
 Checksums are computed once per file and kept in memory, keyed by (real path, size, mtime in ns), so a
 repeated load costs nothing and an edited file is hashed again.
@@ -24,6 +24,7 @@ from ..errors import DataError
 DATA_ENV = "GAPBENCH_DATA"
 DOWNLOAD_TIMEOUT_S = 10.0   # per connection attempt: fail fast offline rather than hang a sweep
 HASH_CHUNK_BYTES = 1 << 20  # files are hashed in 1 MiB chunks
+FILE_MODE = 0o644          # downloaded files: readable by all (mkstemp creates them 0600)
 
 _digest_cache: dict[tuple[str, int, int, str], str] = {}
 
@@ -43,8 +44,20 @@ def resolve_data_dir(data_dir: str | Path | None = None) -> Path:
     env = os.environ.get(DATA_ENV)
     if env:
         return Path(env).expanduser()
-    from platformdirs import user_cache_dir
-    return Path(user_cache_dir("gapbench"))
+    return user_cache_dir()
+
+
+def user_cache_dir() -> Path:
+    """The per-user cache directory, the data directory when neither --data-dir nor $GAPBENCH_DATA is set."""
+    import platformdirs
+    return Path(platformdirs.user_cache_dir("gapbench"))
+
+
+def data_dir_origin(data_dir: str | Path | None = None) -> str:
+    """Where :func:`resolve_data_dir` takes the directory from: '--data-dir', '$GAPBENCH_DATA' or the cache."""
+    if data_dir is not None and str(data_dir) != "":
+        return "--data-dir"
+    return f"${DATA_ENV}" if os.environ.get(DATA_ENV) else "the per-user cache"
 
 
 def file_key(path: Path) -> tuple[str, int, int]:
@@ -86,19 +99,34 @@ def find_file(stem: str, directories: list[Path]) -> Path | None:
     return None
 
 
-def missing_error(dataset: str, files: list[str], searched: list[Path], url: str | None) -> DataError:
-    """The error for absent files: which files, which directories, how to provide them."""
+def fetch_command(dataset: str, root: Path, source: str | None = None) -> str:
+    """The `gapbench data fetch` line that puts `dataset` where a loader reading `root` looks for it."""
+    command = f"gapbench data fetch {dataset}"
+    if Path(root) != resolve_data_dir():   # the CLI without --data-dir would write elsewhere
+        command += f" --data-dir {root}"
+    return command + (f" --from {source}" if source else "")
+
+
+def missing_error(dataset: str, files: list[str], root: Path, searched: list[Path], url: str,
+                  mirror_files: str) -> DataError:
+    """The error for absent files: which files, which directories, and the command that provides them.
+
+    `mirror_files` names what a local copy for ``--from DIR`` must hold (the canonical download names).
+    """
     where = ", ".join(str(d) for d in searched)
-    fetch = (f" Download them from {url} (or pass download=True to the loader when the network allows)"
-             if url else " No download URL is known; copy them there by hand")
     return DataError(
-        f"Dataset '{dataset}' not found: missing {', '.join(files)} (searched {where}).{fetch}, put them in "
-        f"'<data-dir>/{dataset}/', and point gapbench at the data directory with --data-dir DIR or the "
-        f"{DATA_ENV} environment variable.")
+        f"Dataset '{dataset}' not found: missing {', '.join(files)} (searched {where}). Run "
+        f"`{fetch_command(dataset, root)}` to download it from {url} (checksum-verified), or, without network "
+        f"access, `{fetch_command(dataset, root, 'DIR')}` with DIR holding {mirror_files}. To read another "
+        f"data directory instead, pass --data-dir DIR or set the {DATA_ENV} environment variable.")
 
 
-def download(url: str, dest: Path, expected: Checksum | None, timeout_s: float = DOWNLOAD_TIMEOUT_S) -> Path:
-    """Download `url` to `dest` atomically, verifying `expected` before the rename; fail fast offline."""
+def download(url: str, dest: Path, expected: Checksum | None, timeout_s: float = DOWNLOAD_TIMEOUT_S,
+             offline_fix: str = "") -> Path:
+    """Download `url` to `dest` atomically, verifying `expected` before the rename; fail fast offline.
+
+    `url` may be http(s):// or file://. `offline_fix` replaces the advice given when the download fails.
+    """
     tmp: Path | None = None
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -113,10 +141,11 @@ def download(url: str, dest: Path, expected: Checksum | None, timeout_s: float =
                 raise DataError(f"Downloaded {url} but its {expected.algorithm} is {actual}, expected "
                                 f"{expected.hexdigest}; nothing was saved. Try again later or provide the "
                                 f"file by hand at {dest}.")
+        os.chmod(tmp, FILE_MODE)
         os.replace(tmp, dest)
     except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
-        raise DataError(f"Could not download {url} within {timeout_s:g} s ({exc}). Without network access, "
-                        f"copy the file to {dest} by hand.") from None
+        fix = offline_fix or f"Without network access, copy the file to {dest} by hand."
+        raise DataError(f"Could not download {url} within {timeout_s:g} s ({exc}). {fix}") from None
     except OSError as exc:
         raise DataError(f"Could not write {dest} ({exc}). Is the data directory read-only? Download into a "
                         f"writable directory and pass it with --data-dir or {DATA_ENV}.") from None
