@@ -180,7 +180,7 @@ def test_theorem8_betas_by_hand():
     constants = dict(c_zz=2.0, gamma2_zz=3.0, c_yz=0.5, gamma2_yz=0.25, c_y=1.0, gamma2_y=0.1)
     m_sigma, d_z, d_y, delta = 100, 35, 3, 0.05
     beta1 = 2 * 2.0 * math.log(3 * 35 / 0.05) / 300 + math.sqrt(2 * 3.0 * math.log(3 * 35 / 0.05) / 100)
-    beta2 = 2 * 0.5 * math.log(6 * 3 * 35 / 0.05) / 300 + math.sqrt(0.25 * math.log(6 * 3 * 35 / 0.05) / 100)
+    beta2 = 2 * 0.5 * math.log(6 * 3 * 35 / 0.05) / 300 + math.sqrt(2 * 0.25 * math.log(6 * 3 * 35 / 0.05) / 100)
     beta3 = 2 * 1.0 * math.log(3 / 0.05) / 300 + math.sqrt(2 * 0.1 * math.log(3 / 0.05) / 100)
     got = theorem8_betas(constants, m_sigma=m_sigma, log_dz=math.log(d_z), d_y=d_y, delta=delta)
     assert got == pytest.approx((beta1, beta2, beta3), rel=1e-12)

@@ -7,7 +7,7 @@ n_l and d_y the number of outputs, with probability ≥ 1 − δ over S∖S_αm:
 
     R[f] − R_{S∖S_αm}[f] ≤ β₁·Σ_k ‖w̄_k‖₂² + 2β₂·Σ_k ‖w̄_k‖₁ + β₃,
     β₁ = 2C_zz·ln(3d_z/δ)/(3m_σ) + sqrt(2γ²_zz·ln(3d_z/δ)/m_σ),
-    β₂ = 2C_yz·ln(6d_y·d_z/δ)/(3m_σ) + sqrt(γ²_yz·ln(6d_y·d_z/δ)/m_σ),
+    β₂ = 2C_yz·ln(6d_y·d_z/δ)/(3m_σ) + sqrt(2γ²_yz·ln(6d_y·d_z/δ)/m_σ),
     β₃ = 2C_y·ln(3/δ)/(3m_σ) + sqrt(2γ²_y·ln(3/δ)/m_σ),
 
 where, for every i > αm, G⁽ⁱ⁾ = E[z̃z̃ᵀ] − z̃_i z̃_iᵀ, V⁽ⁱ⁾_kp = y_ik z̃_ip − E[y_k z̃_p], c⁽ⁱ⁾ = E‖y‖² −
@@ -16,14 +16,36 @@ C_y ≥ |c⁽ⁱ⁾|, γ²_y ≥ E[(c⁽ⁱ⁾)²]. The pairing β₁ ↔ Σ‖w
 C.1: the quadratic term w̄ᵀG w̄ ≤ λ_max·‖w̄‖₂², the linear term vᵀw̄ ≤ max|v|·‖w̄‖₁); the printed theorem
 swaps the two norms.
 
+Derivation of the β's. With ŷ_k = z̃ᵀw̄_k, expanding the square and averaging over i > αm gives the exact
+identity (Ḡ, v̄, c̄ the means of G⁽ⁱ⁾, V⁽ⁱ⁾, c⁽ⁱ⁾ over the m_σ points)
+
+    R[f] − R_{S∖S_αm}[f] = Σ_k w̄_kᵀ Ḡ w̄_k + 2 Σ_k v̄_kᵀ w̄_k + c̄
+                         ≤ λ_max(Ḡ)·Σ_k ‖w̄_k‖₂² + 2 max_kp |v̄_kp|·Σ_k ‖w̄_k‖₁ + c̄,
+
+which holds for every w̄ at once (w̄ depends on S∖S_αm, so only w̄-free events may be used). The G⁽ⁱ⁾, V⁽ⁱ⁾,
+c⁽ⁱ⁾ are i.i.d. over i and centred (z̃ is fixed by S_αm). Three events, δ/3 each (union: total δ):
+  β₁: matrix Bernstein (Tropp 2012, "User-friendly tail bounds for sums of random matrices", Thm 1.4 / 6.1),
+      d_z-dimensional, R = C_zz ≥ λ_max(G⁽ⁱ⁾), σ² = ‖Σ_i E[(G⁽ⁱ⁾)²]‖ ≤ m_σγ²_zz: P[λ_max(Σ_i G⁽ⁱ⁾) ≥ m_σt] ≤
+      d_z·exp(−(m_σt)²/2 / (m_σγ²_zz + C_zz·m_σt/3)); one-sided, so d_z·exp(·) = δ/3, L = ln(3d_z/δ).
+  β₂: scalar Bernstein per coordinate (k, p), |V⁽ⁱ⁾_kp| ≤ C_yz, E[(V⁽ⁱ⁾_kp)²] ≤ γ²_yz: P[|v̄_kp| ≥ t] ≤
+      2·exp(−(m_σt)²/2 / (m_σγ²_yz + C_yz·m_σt/3)); two-sided over d_y·d_z coordinates → 2d_y·d_z events,
+      2d_y·d_z·exp(·) = δ/3, L = ln(6d_y·d_z/δ).
+  β₃: scalar Bernstein, one-sided, c⁽ⁱ⁾ ≤ C_y, E[(c⁽ⁱ⁾)²] ≤ γ²_y: exp(·) = δ/3, L = ln(3/δ).
+Each tail equals its share of δ at the root t of m_σt² / (2γ² + 2Ct/3) = L, i.e.
+t = CL/(3m_σ) + sqrt((CL/(3m_σ))² + 2γ²L/m_σ) ≤ 2CL/(3m_σ) + sqrt(2γ²L/m_σ) (sqrt(a + b) ≤ √a + √b); the β's
+are this closed form, which is at most twice the root. The 2 under β₂'s root is Bernstein's: an earlier
+version (and SPEC text) had sqrt(γ²_yz·L/m_σ), up to 1 − 1/√2 ≈ 29 % too small (issue 11).
+
 The constants either come from the user (then the result is a bound under the stated assumptions) or are
 estimated from a held-out population sample (then it is a plug-in estimate, *not* a bound, flagged
 ``is_estimate=True``). ln d_z is computed in log space (d_z is astronomically large for real nets).
 
 References: Kawaguchi, Kaelbling & Bengio, "Generalization in Deep Learning", arXiv:1710.05468 v5, §5.3.1,
-Theorem 8 and its proof (App. C, inequality C.1).
-The constants were checked against the v5 PDF text (Assumption 1, Theorem 8, App. C4). Its proof writes m for
-m_σ in the third term, which is read here as m_σ (the sum is over the m_σ points of S∖S_αm).
+Theorem 8 and its proof (App. C, inequality C.1); Tropp, "User-friendly tail bounds for sums of random
+matrices", FoCM 2012, Thm 1.4 (matrix Bernstein; Thm 6.1 for the one-sided λ_max form).
+The β's are implemented as derived above from the cited inequalities, whatever constants the printed
+theorem shows. Its proof writes m for m_σ in the third term, read here as m_σ (the sum is over the m_σ points
+of S∖S_αm).
 """
 
 from __future__ import annotations
@@ -61,7 +83,7 @@ def theorem8_betas(constants: dict[str, float], *, m_sigma: int, log_dz: float, 
     log_y = math.log(3.0 / delta)                                     # ln(3 / δ)
     c = constants
     beta1 = 2 * c["c_zz"] * log_zz / (3 * m_sigma) + math.sqrt(2 * c["gamma2_zz"] * log_zz / m_sigma)
-    beta2 = 2 * c["c_yz"] * log_yz / (3 * m_sigma) + math.sqrt(c["gamma2_yz"] * log_yz / m_sigma)
+    beta2 = 2 * c["c_yz"] * log_yz / (3 * m_sigma) + math.sqrt(2 * c["gamma2_yz"] * log_yz / m_sigma)
     beta3 = 2 * c["c_y"] * log_y / (3 * m_sigma) + math.sqrt(2 * c["gamma2_y"] * log_y / m_sigma)
     return beta1, beta2, beta3
 
