@@ -182,7 +182,7 @@ def test_init_source_round_trip_and_old_files(tmp_path):
     assert torch.equal(got["train_indices"], torch.tensor([5, 1, 9, 3]))
     assert got["init_source"] == {"kind": "seeded", "seed": 3}
     points, root = data_ancestry(got)
-    assert root == "seeded" and [p for p, _ in points] == ["train"]
+    assert root == "seeded" and [(sig, pool) for sig, pool, _ in points] == [(parent.signature, "train")]
     path = tmp_path / "old.pt"
     payload = torch.load(checkpoint.save(path, child), weights_only=True)
     del payload["init_source"]

@@ -70,11 +70,12 @@ def source_from_run(run: Run, pool: str) -> dict[str, Any]:
             "init_source": run.init_source}
 
 
-def data_ancestry(init_source: dict[str, Any]) -> tuple[list[tuple[str, torch.Tensor]], str]:
-    """Every (pool, indices) of training points that produced weights with this init_source, following the
-    chain of parent runs, and the kind of the chain's root ('seeded' or 'unknown')."""
+def data_ancestry(init_source: dict[str, Any]) -> tuple[list[tuple[str, str, torch.Tensor]], str]:
+    """Every (signature, pool, indices) of a run whose training produced weights with this init_source,
+    following the chain of parent runs, and the kind of the chain's root ('seeded' or 'unknown')."""
     points = []
     while init_source.get("kind") == "run":
-        points.append((init_source["source"], torch.as_tensor(init_source["train_indices"])))
+        points.append((str(init_source.get("signature", "?")), init_source["source"],
+                       torch.as_tensor(init_source["train_indices"])))
         init_source = init_source.get("init_source", unknown_source())
     return points, init_source.get("kind", "unknown")
