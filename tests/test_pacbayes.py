@@ -2,6 +2,7 @@
 coverage on a problem where R_Q is known exactly."""
 
 import copy
+import dataclasses
 import math
 
 import pytest
@@ -11,11 +12,13 @@ from torch import nn
 
 from gapbench.bounds import bound
 from gapbench.bounds.pacbayes import pacbayes_kl
-from gapbench.config import RunConfig
-from gapbench.data.types import Split
+from gapbench.config import ModelConfig, RunConfig, TrainConfig
+from gapbench.data.types import Dataset, Split
 from gapbench.errors import GapbenchError
 from gapbench.layers import fold_batchnorm
 from gapbench.run import Run, seeded_source, source_from_run
+from gapbench.train import fit
+from gapbench.two_phase import first_points, gated_from, rest_points
 
 torch.set_num_threads(1)
 FAST = dict(posterior_std=0.02, prior_std_grid=(0.1, 0.05), n_mc=8, seed=1)
@@ -131,6 +134,22 @@ def test_disjoint_data_dependent_prior_is_accepted():
     assert "rooted in a seeded initialization" in b.assumptions[-1]
     other_pool = bound("pacbayes_kl", run.model, split(range(40), source="test"), delta=0.05, init=run, **FAST)
     assert 0.0 <= other_pool.value <= 1.0
+
+
+def test_two_phase_prior_holds_on_the_rest_points_only():
+    """Phase 2 starts from phase 1's weights (trained on S_αm): the bound is accepted on S ∖ S_αm only."""
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(40, 4, generator=gen)
+    train = Split(x, (x[:, 0] > 0).long(), torch.arange(200, 240), "train", "train")
+    data = Dataset("blobs", train, dataclasses.replace(train, source="test", name="test"), 2, (4,))
+    cfg = RunConfig(model=ModelConfig(depth=1, width=6, bias=False),
+                    train=TrainConfig(lr=0.05, batch_size=8, max_epochs=2, stop="epochs"))
+    phase1 = fit(cfg, first_points(data, 10))
+    phase2 = fit(cfg, data, model=gated_from(phase1.model), init_source=source_from_run(phase1, "train"))
+    b = bound("pacbayes_kl", phase2.model, rest_points(data, 10), delta=0.05, init=phase2, **FAST)
+    assert "10 points of pool 'train'" in b.assumptions[-1] and b.terms["n"] == 30
+    with pytest.raises(GapbenchError, match=r"depends on 10 of the bound's 40 points"):
+        bound("pacbayes_kl", phase2.model, data.train, delta=0.05, init=phase2, **FAST)
 
 
 # ---- buffers learned from data --------------------------------------------------------------------------
