@@ -245,13 +245,15 @@ def test_pacbayes_kl_is_deterministic_pure_and_consistent():
     assert first.value == second.value and first.terms == second.terms
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     assert first.terms["r_hat_mc"] <= first.terms["r_hat_mc_upper"] <= first.value <= 1.0
-    assert first.delta == pytest.approx(0.06)
+    assert first.delta == 0.05  # the caller's δ is the total: δ_PB = 0.04, δ_MC = 0.01
+    assert (first.terms["delta_pacbayes"], first.terms["delta_mc"]) == pytest.approx((0.04, 0.01))
+    assert first.terms["delta_per_prior"] == pytest.approx(0.04 / 3)
     t = first.terms
     w = torch.cat([p.detach().reshape(-1) for p in model.parameters()]).tolist()
     w0 = torch.cat([p.detach().reshape(-1) for p in init.parameters()]).tolist()
     kls = [ref.kl_diag_gaussians(w, [0.02] * len(w), w0, [s] * len(w)) for s in (0.1, 0.05, 0.025)]
-    upper = ref.kl_inverse(t["r_hat_mc"], math.log(2 / 0.01) / 64)
-    values = [ref.kl_inverse(upper, (kl + math.log(2 * math.sqrt(40) * 3 / 0.05)) / 40) for kl in kls]
+    upper = ref.kl_inverse(t["r_hat_mc"], math.log(1 / 0.01) / 64)  # one-sided Chernoff at δ_MC
+    values = [ref.kl_inverse(upper, (kl + math.log(2 * math.sqrt(40) / (0.04 / 3))) / 40) for kl in kls]
     assert first.value == pytest.approx(min(values), abs=1e-7)
     assert t["kl"] == pytest.approx(kls[int(np.argmin(values))], rel=1e-10)
     assert pacbayes_kl(model, (x, y), delta=0.05, **{**kwargs, "seed": 8}).terms["r_hat_mc"] >= 0.0
@@ -262,8 +264,9 @@ def test_pacbayes_errors():
     x, y = labelled(20, 2)
     with pytest.raises(GapbenchError, match=r"The 'init' parameter of pacbayes_kl\(\) must be"):
         bound("pacbayes_kl", model, (x, y), delta=0.05)
-    with pytest.raises(GapbenchError, match=r"The 'delta_mc' parameter of pacbayes_kl\(\)"):
-        bound("pacbayes_kl", model, (x, y), delta=0.5, init=model, delta_mc=0.6)
+    with pytest.raises(GapbenchError, match=r"The 'delta_mc' parameter of pacbayes_kl\(\) must be a float in "
+                       r"\(0, delta\) = \(0, 0.05\).*Got 0.05 instead\. The PAC-Bayes step gets delta − delta_mc"):
+        bound("pacbayes_kl", model, (x, y), delta=0.05, init=model, delta_mc=0.05)
     with pytest.raises(GapbenchError, match=r"The 'prior_std_grid' parameter of pacbayes_kl\(\)"):
         bound("pacbayes_kl", model, (x, y), delta=0.05, init=model, prior_std_grid=())
 

@@ -166,3 +166,32 @@ def test_round_trip_of_a_fitted_run(tmp_path):
         assert list(before) == list(after)
         assert all(before[k] == after[k] or (math.isnan(before[k]) and math.isnan(after[k])) for k in before)
     assert loaded.extra == run.extra and loaded.status == run.status
+
+
+def test_init_source_round_trip_and_old_files(tmp_path):
+    """A run-derived init_source (with its parent's chain) survives save/load; a file without the field
+    (written before it existed) loads as kind 'unknown'."""
+    from gapbench.run import data_ancestry, seeded_source, source_from_run
+    parent = trained_run(MLP, (6,))
+    parent.init_source = seeded_source(3)
+    child = trained_run(MLP, (6,))
+    child.init_source = source_from_run(parent, "train")
+    loaded = checkpoint.load(checkpoint.save(tmp_path / "child.pt", child))
+    got = loaded.init_source
+    assert got["kind"] == "run" and got["signature"] == parent.signature and got["source"] == "train"
+    assert torch.equal(got["train_indices"], torch.tensor([5, 1, 9, 3]))
+    assert got["init_source"] == {"kind": "seeded", "seed": 3}
+    points, root = data_ancestry(got)
+    assert root == "seeded" and [(sig, pool) for sig, pool, _ in points] == [(parent.signature, "train")]
+    path = tmp_path / "old.pt"
+    payload = torch.load(checkpoint.save(path, child), weights_only=True)
+    del payload["init_source"]
+    torch.save(payload, path)
+    assert checkpoint.load(path).init_source == {"kind": "unknown"}
+
+
+def test_unreadable_init_source_is_refused(tmp_path):
+    run = trained_run(MLP, (6,))
+    run.init_source = {"kind": "run", "parent": object()}
+    with pytest.raises(GapbenchError, match=r"run\.init_source\['parent'\] is a object"):
+        checkpoint.save(tmp_path / "run.pt", run)

@@ -114,6 +114,21 @@ def test_explicit_init_state():
     assert all(torch.equal(p, q) for p, q in zip(weights(first.model), weights(again.model), strict=True))
 
 
+def test_init_source_is_recorded():
+    """fit() records a seeded init, an explicit start without a record as 'unknown', and the record given."""
+    from gapbench.run import source_from_run
+    data = blobs()
+    first = fit(config(), data)
+    assert first.init_source == {"kind": "seeded", "seed": 0}
+    assert fit(config(), data, init_state=first.init_state).init_source == {"kind": "unknown"}
+    record = source_from_run(first, data.train.source)
+    child = fit(config(), data, model=first.model, init_source=record)
+    assert child.init_source is record and torch.equal(record["train_indices"], data.train.indices)
+    stacked = fit_many([config(), dataclasses.replace(config(), model=ModelConfig(depth=2, width=16,
+                                                                                    init_seed=4))], data)
+    assert [r.init_source for r in stacked] == [{"kind": "seeded", "seed": 0}, {"kind": "seeded", "seed": 4}]
+
+
 # ---------------------------------------------------------------- divergence
 
 def test_divergence_marks_run_failed():

@@ -13,6 +13,8 @@ lists and dicts only, so loading never executes pickled code):
     init_state       weights at initialization (the Z of distance-from-init measures)
     train_indices    positions of the training points in their source pool (int64 tensor)
     status, reason, epochs, steps, seconds, history, extra    as in Run
+    init_source      where the initial weights came from (Run.init_source); optional: a file written before
+                     the field existed loads with {"kind": "unknown"}
     provenance       gapbench.provenance.provenance() of the saving process
 
 ``input_shape`` and ``num_classes`` are what :func:`gapbench.models.build_model` needs besides the config.
@@ -43,7 +45,7 @@ from .config import RunConfig, from_dict, signature, to_dict
 from .errors import GapbenchError
 from .models import build_model
 from .provenance import provenance
-from .run import Run
+from .run import Run, unknown_source
 
 FORMAT = "gapbench-checkpoint"
 FORMAT_VERSION = 1
@@ -72,6 +74,7 @@ def save(path: str | Path, run: Run, *, input_shape: tuple[int, ...] | None = No
     _check_rebuildable(run.config, input_shape, int(num_classes), state, path)
     _check_plain(run.extra, "extra", path)
     _check_plain(run.history, "history", path)
+    _check_plain(run.init_source, "init_source", path)
     payload = {
         "format": FORMAT, "format_version": FORMAT_VERSION,
         "config": json.dumps(to_dict(run.config), sort_keys=True), "signature": signature(run.config),
@@ -80,6 +83,7 @@ def save(path: str | Path, run: Run, *, input_shape: tuple[int, ...] | None = No
         "train_indices": torch.as_tensor(run.train_indices).detach().cpu().clone(),
         "status": run.status, "reason": run.reason, "epochs": int(run.epochs), "steps": int(run.steps),
         "seconds": float(run.seconds), "history": run.history, "extra": run.extra,
+        "init_source": _cpu_tree(run.init_source),
         "provenance": provenance(),
     }
     buffer = io.BytesIO()
@@ -132,7 +136,8 @@ def load(path: str | Path, *, expected_signature: str | None = None, device: str
     return Run(model=model.to(device), init_state={k: v.to(device) for k, v in payload["init_state"].items()},
                config=config, train_indices=payload["train_indices"], status=payload["status"],
                reason=payload["reason"], epochs=payload["epochs"], steps=payload["steps"],
-               seconds=payload["seconds"], history=payload["history"], extra=payload["extra"])
+               seconds=payload["seconds"], history=payload["history"], extra=payload["extra"],
+               init_source=payload.get("init_source", unknown_source()))
 
 
 def infer_shapes(model: nn.Module) -> tuple[tuple[int, ...], int]:
@@ -183,6 +188,15 @@ def _check_plain(obj: Any, where: str, path: Path) -> None:
 
 def _cpu(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k: v.detach().cpu().clone() for k, v in state.items()}
+
+
+def _cpu_tree(obj: Any) -> Any:
+    """A copy of a nest of dicts and lists with every tensor moved to the CPU."""
+    if isinstance(obj, dict):
+        return {k: _cpu_tree(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_cpu_tree(v) for v in obj]
+    return obj.detach().cpu().clone() if isinstance(obj, torch.Tensor) else obj
 
 
 def _corrupt(path: Path, why: str) -> GapbenchError:

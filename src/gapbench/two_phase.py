@@ -66,6 +66,7 @@ def two_phase_job(config, runtime, out_dir):
     from .config import RunConfig, from_dict
     from .errors import check_choice
     from .jobs import _load
+    from .run import source_from_run
     from .sweep import JobResult
     from .train import fit
     torch.set_num_threads(runtime.threads)
@@ -88,7 +89,8 @@ def two_phase_job(config, runtime, out_dir):
         phase1_cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, max_epochs=phase1_epochs))
         phase1 = fit(phase1_cfg, first_points(data, count), runtime=runtime)
         net = gated_from(phase1.model) if p["mode"] == "two_phase" else freeze_all_but_last(phase1.model)
-        phase2 = fit(phase_cfg, data, runtime=runtime, model=net)
+        phase2 = fit(phase_cfg, data, runtime=runtime, model=net,
+                     init_source=source_from_run(phase1, data.train.source))
         model, failed = phase2.model, (phase1.status == "failed" and phase1.reason) or (
             phase2.status == "failed" and phase2.reason)
         values = {"n_phase1": float(count), "n_rest": float(len(data.train) - count)}

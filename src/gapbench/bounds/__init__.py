@@ -8,7 +8,8 @@ registered with its metadata::
                      needs=("model", "data"))
 
 ``needs`` says what the function consumes: 'model', 'data' (the n points the bound is about: held-out points
-for the held-out bounds, training points for the others), 'init' (the initial weights), 'delta'.
+for the held-out bounds, training points for the others), 'init' (the initial weights), 'delta', 'split' (the
+function takes ``data`` as the Split itself, to check where its points came from, or as an (x, y) pair).
 Numeric cores usable without a model live in :mod:`.kl` and :mod:`.heldout`.
 """
 
@@ -61,7 +62,8 @@ def bound(name: str, model: nn.Module, data: Any, *, delta: float, **params: Any
     if unknown and not var_kw:
         raise GapbenchError(f"The parameter(s) {unknown} of {where} are not accepted. Accepted parameters: "
                             f"{', '.join(sorted(accepted)) or 'none'}. Remove or rename them.")
-    return entry.obj(model, _as_pair(data, where), delta=delta, **params)
+    keep_split = isinstance(data, Split) and "split" in entry.meta["needs"]
+    return entry.obj(model, data if keep_split else _as_pair(data, where), delta=delta, **params)
 
 
 def list_bounds() -> list:

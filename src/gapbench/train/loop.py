@@ -30,7 +30,7 @@ from ..data.types import Dataset
 from ..errors import check_choice, check_positive_float, check_positive_int, param_error
 from ..evaluate import logits
 from ..models import build_model
-from ..run import Run
+from ..run import Run, seeded_source, unknown_source
 from .batch1 import Batch1Engine, fusable_reason
 from .losses import Loss, get_loss
 from .stop import check_stop_rule, divergence_reason, epoch_metrics, eval_divergence_reason, stop_reason
@@ -90,7 +90,7 @@ def make_engine(model: nn.Module, cfg: RunConfig, loss: Loss, num_classes: int, 
 
 def fit(cfg: RunConfig, data: Dataset, *, runtime: Runtime | None = None, progress: bool = False,
         init_state: dict[str, torch.Tensor] | None = None, engine: str = "auto",
-        model: nn.Module | None = None) -> Run:
+        model: nn.Module | None = None, init_source: dict | None = None) -> Run:
     """Train the model `cfg` describes on ``data.train`` and return the Run (never raises on divergence).
 
     Args:
@@ -103,6 +103,9 @@ def fit(cfg: RunConfig, data: Dataset, *, runtime: Runtime | None = None, progre
         model: train a copy of this module instead of building one from ``cfg.model`` (e.g. a two-phase
             net whose gates are frozen); parameters with ``requires_grad=False`` are not updated. The
             Run's config still describes the architecture; its init_state is this model's state.
+        init_source: where `init_state` or `model` came from (run.source_from_run for another run's weights),
+            recorded as Run.init_source; ignored (the seed is recorded) when neither is given, and
+            {"kind": "unknown"} when they are given without it.
 
     Returns:
         Run with status 'converged' (stop rule met), 'max_epochs' or 'failed' (non-finite loss), its reason,
@@ -111,12 +114,15 @@ def fit(cfg: RunConfig, data: Dataset, *, runtime: Runtime | None = None, progre
     """
     validate_train_config(cfg)
     tc, device = cfg.train, (runtime or Runtime()).device
+    model_given = model is not None
     if model is None:
         model = build_model(cfg.model, data.input_shape, data.num_classes).to(device)
     else:
         model = copy.deepcopy(model).to(device)
     if init_state is not None:
         model.load_state_dict(init_state)
+    from_config = init_state is None and not model_given
+    init_source = seeded_source(cfg.model.init_seed) if from_config else (init_source or unknown_source())
     start_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     x, y = data.train.x.to(device), data.train.y.to(device)
     loss = get_loss(tc.loss)
@@ -124,7 +130,7 @@ def fit(cfg: RunConfig, data: Dataset, *, runtime: Runtime | None = None, progre
     gen = torch.Generator().manual_seed(tc.sgd_seed)
     run = Run(model=model, init_state=start_state, config=cfg, train_indices=data.train.indices,
               status="max_epochs", reason=f"stop rule '{tc.stop}' not met within {tc.max_epochs} epochs",
-              extra={"engine": type(trainer).__name__})
+              extra={"engine": type(trainer).__name__}, init_source=init_source)
     t0 = time.perf_counter()
     epochs = range(tc.max_epochs + 1)
     if progress:

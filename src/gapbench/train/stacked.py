@@ -34,7 +34,7 @@ from ..config import RunConfig, Runtime
 from ..data.types import Dataset
 from ..errors import param_error
 from ..models import build_model
-from ..run import Run
+from ..run import Run, seeded_source
 from .loop import fit, validate_train_config
 from .losses import Loss, get_loss
 from .stop import divergence_reason, epoch_metrics, eval_divergence_reason, stop_reason
@@ -211,7 +211,8 @@ def _fit_stacked(cfgs: list[RunConfig], datasets: list[Dataset], device: str, pr
     runs = [Run(model=m, init_state={k: v.detach().clone() for k, v in m.state_dict().items()}, config=c,
                 train_indices=d.train.indices, status="max_epochs",
                 reason=f"stop rule '{tc.stop}' not met within {tc.max_epochs} epochs",
-                extra={"engine": "StackedMLP", "stack_size": len(cfgs)})
+                extra={"engine": "StackedMLP", "stack_size": len(cfgs)},
+                init_source=seeded_source(c.model.init_seed))
             for m, c, d in zip(models, cfgs, datasets, strict=True)]
     loss = get_loss(tc.loss)
     net = StackedMLP(models, cfgs[0], loss)
