@@ -9,11 +9,15 @@ registered with its metadata::
 
 ``needs`` says what the function consumes: 'model', 'data' (the n points the bound is about: held-out points
 for the held-out bounds, training points for the others), 'init' (the initial weights), 'delta'.
+``held_out=True`` says the data must not contain training points: :func:`bound` then accepts the model's
+training record (``run=``, or ``train_indices=`` with ``train_source=``), refuses an overlap, and adds to the
+Bound's assumptions what the guarantee rests on (:mod:`gapbench.overlap`).
 Numeric cores usable without a model live in :mod:`.kl` and :mod:`.heldout`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 from typing import Any
 
@@ -22,10 +26,12 @@ from torch import nn
 
 from ..data.types import Split
 from ..errors import GapbenchError, check_probability
+from ..overlap import held_out_statement, training_record
 from ..registry import Registry
 from .types import Bound
 
 BOUNDS: Registry = Registry("bound", required=("quantity", "reference", "needs"))
+RECORD_PARAMS = ("run", "train_indices", "train_source")   # a held-out bound's training record (in this order)
 
 
 def _as_pair(data: Any, where: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -51,17 +57,25 @@ def _keyword_params(fn: Any) -> tuple[set[str], bool]:
 def bound(name: str, model: nn.Module, data: Any, *, delta: float, **params: Any) -> Bound:
     """Evaluate the registered bound `name` on `model` and `data` (a Split or (x, y)) at confidence 1 − delta.
 
-    Unknown params raise an error listing the accepted ones; the bound function validates their values.
+    Unknown params raise an error listing the accepted ones; the bound function validates their values. A
+    held-out bound also accepts the training record (``run=``, ``train_indices=``, ``train_source=``).
     """
     where = f"bound('{name}')"
     entry = BOUNDS.get(name)
     delta = check_probability(delta, "delta", "bound()")
     accepted, var_kw = _keyword_params(entry.obj)
-    unknown = sorted(set(params) - accepted)
+    record_params = set(RECORD_PARAMS) if entry.meta.get("held_out") else set()
+    unknown = sorted(set(params) - accepted - record_params)
     if unknown and not var_kw:
         raise GapbenchError(f"The parameter(s) {unknown} of {where} are not accepted. Accepted parameters: "
-                            f"{', '.join(sorted(accepted)) or 'none'}. Remove or rename them.")
-    return entry.obj(model, _as_pair(data, where), delta=delta, **params)
+                            f"{', '.join(sorted(accepted | record_params)) or 'none'}. Remove or rename them.")
+    pair = _as_pair(data, where)
+    if not record_params:
+        return entry.obj(model, pair, delta=delta, **params)
+    record = training_record(*(params.pop(p, None) for p in RECORD_PARAMS), where=where)
+    statement = held_out_statement(data, int(pair[1].shape[0]), record, where=where)
+    result = entry.obj(model, pair, delta=delta, **params)
+    return dataclasses.replace(result, assumptions=(*result.assumptions, statement))
 
 
 def list_bounds() -> list:
