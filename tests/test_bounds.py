@@ -199,7 +199,7 @@ def test_error_messages():
     with pytest.raises(
         GapbenchError,
         match=r"\['famly_size'\] .* not accepted\. Accepted parameters: "
-        r"family_size\.",
+        r"family_size, run, train_indices, train_source\.",
     ):
         bound("heldout_binomial", model, (x, y), delta=0.05, famly_size=2)
     with pytest.raises(

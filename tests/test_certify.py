@@ -10,9 +10,10 @@ from reference_bounds import argmax_model
 from torch import nn
 
 from gapbench.bounds import heldout as ho
-from gapbench.certificate import BOUND_NAMES, Certificate, certify, check_disjoint
+from gapbench.certificate import BOUND_NAMES, Certificate, certify
 from gapbench.data.types import Split
 from gapbench.errors import GapbenchError
+from gapbench.overlap import check_disjoint
 
 torch.set_num_threads(1)
 
@@ -21,7 +22,8 @@ def heldout_split(n: int, wrong: int, source: str = "test", offset: int = 0) -> 
     x = torch.rand(n, 2, generator=torch.Generator().manual_seed(n))
     y = x.argmax(1)
     y[:wrong] = 1 - y[:wrong]
-    return Split(x, y, torch.arange(offset, offset + n), source, "test" if source == "test" else "val")
+    return Split(x, y, torch.arange(offset, offset + n), source, "test" if source == "test" else "val",
+                 pool=f"mnist:{source}")
 
 
 def test_certify_reports_every_heldout_bound():
@@ -70,9 +72,13 @@ def test_check_disjoint_refuses_overlap():
         match=r"shares 50 of its 100 points with the 1000 training points.*"
         r"--split test",
     ):
-        check_disjoint(train_indices, val)
-    check_disjoint(train_indices, heldout_split(100, 0, source="train", offset=1000))  # disjoint: fine
-    check_disjoint(train_indices, heldout_split(100, 0, source="test", offset=0))  # other pool: fine
+        check_disjoint(train_indices, val, train_pool="mnist:train")
+    disjoint = heldout_split(100, 0, source="train", offset=1000)
+    assert check_disjoint(train_indices, disjoint, train_pool="mnist:train") == (
+        "checked: disjoint from the 1000 training points")
+    other_pool = heldout_split(100, 0, source="test", offset=0)    # same positions, the test file
+    assert check_disjoint(train_indices, other_pool, train_pool="mnist:train") == (
+        "checked: drawn from 'mnist:test', not from 'mnist:train', the pool of the 1000 training points")
 
 
 def read_idx_gz(path: Path, count: int) -> torch.Tensor:

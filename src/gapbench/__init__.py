@@ -1,11 +1,12 @@
 """gapbench: measures, valid bounds and paper experiments for the generalization gap of deep networks.
 
     import gapbench as gb
-    data = gb.load_data("mnist", n_train=1000)
-    run = gb.fit(gb.RunConfig(data=..., model=..., train=...))
+    cfg = gb.RunConfig(data=gb.DataConfig("mnist", n_train=1000, n_val=2000), model=..., train=...)
+    data = gb.load_data(cfg.data)
+    run = gb.fit(cfg, data)
     gb.measure("spectral_product", run.model)
-    gb.bound("heldout_binomial", run.model, data.test, delta=0.05, family_size=1)
-    gb.certify(run.model, data.test, delta=0.05)
+    gb.bound("heldout_binomial", run.model, data.test, delta=0.05, family_size=1, run=run)
+    gb.certify(run.model, data.val, delta=0.05, run=run)      # run=: refuses points it was trained on
 
 Submodules load lazily so that ``import gapbench`` stays cheap and has no side effects.
 """

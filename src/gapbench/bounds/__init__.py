@@ -10,11 +10,15 @@ registered with its metadata::
 ``needs`` says what the function consumes: 'model', 'data' (the n points the bound is about: held-out points
 for the held-out bounds, training points for the others), 'init' (the initial weights), 'delta', 'split' (the
 function takes ``data`` as the Split itself, to check where its points came from, or as an (x, y) pair).
+``held_out=True`` says the data must not contain training points: :func:`bound` then accepts the model's
+training record (``run=``, or ``train_indices=`` with ``train_source=``), refuses an overlap, and adds to the
+Bound's assumptions what the guarantee rests on (:mod:`gapbench.overlap`).
 Numeric cores usable without a model live in :mod:`.kl` and :mod:`.heldout`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 from typing import Any
 
@@ -23,10 +27,12 @@ from torch import nn
 
 from ..data.types import Split
 from ..errors import GapbenchError, check_probability
+from ..overlap import held_out_statement, training_record
 from ..registry import Registry
 from .types import Bound
 
 BOUNDS: Registry = Registry("bound", required=("quantity", "reference", "needs"))
+RECORD_PARAMS = ("run", "train_indices", "train_source")   # a held-out bound's training record (in this order)
 
 
 def _as_pair(data: Any, where: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -52,18 +58,27 @@ def _keyword_params(fn: Any) -> tuple[set[str], bool]:
 def bound(name: str, model: nn.Module, data: Any, *, delta: float, **params: Any) -> Bound:
     """Evaluate the registered bound `name` on `model` and `data` (a Split or (x, y)) at confidence 1 − delta.
 
-    Unknown params raise an error listing the accepted ones; the bound function validates their values.
+    Unknown params raise an error listing the accepted ones; the bound function validates their values. A
+    held-out bound also accepts the training record (``run=``, ``train_indices=``, ``train_source=``).
     """
     where = f"bound('{name}')"
     entry = BOUNDS.get(name)
     delta = check_probability(delta, "delta", "bound()")
     accepted, var_kw = _keyword_params(entry.obj)
-    unknown = sorted(set(params) - accepted)
+    record_params = set(RECORD_PARAMS) if entry.meta.get("held_out") else set()
+    unknown = sorted(set(params) - accepted - record_params)
     if unknown and not var_kw:
         raise GapbenchError(f"The parameter(s) {unknown} of {where} are not accepted. Accepted parameters: "
-                            f"{', '.join(sorted(accepted)) or 'none'}. Remove or rename them.")
+                            f"{', '.join(sorted(accepted | record_params)) or 'none'}. Remove or rename them.")
     keep_split = isinstance(data, Split) and "split" in entry.meta["needs"]
-    return entry.obj(model, data if keep_split else _as_pair(data, where), delta=delta, **params)
+    pair = _as_pair(data, where)
+    given = data if keep_split else pair
+    if not record_params:
+        return entry.obj(model, given, delta=delta, **params)
+    record = training_record(*(params.pop(p, None) for p in RECORD_PARAMS), where=where)
+    statement = held_out_statement(data, int(pair[1].shape[0]), record, where=where)
+    result = entry.obj(model, given, delta=delta, **params)
+    return dataclasses.replace(result, assumptions=(*result.assumptions, statement))
 
 
 def list_bounds() -> list:

@@ -172,20 +172,21 @@ def _model_bound(name: str, model: nn.Module, data: tuple, delta: float, family_
 
 
 @BOUNDS.register("heldout_binomial", quantity=QUANTITY, reference=REFS["heldout_binomial"],
-                 needs=("model", "data"))
+                 needs=("model", "data"), held_out=True)
 def heldout_binomial(model: nn.Module, data: tuple, *, delta: float, family_size: int = 1) -> Bound:
     """Bin⁻(n, k, δ/|F|) on the held-out `data`: the tightest valid bound here."""
     return _model_bound("heldout_binomial", model, data, delta, family_size, "zero_one")
 
 
-@BOUNDS.register("heldout_kl", quantity=QUANTITY, reference=REFS["heldout_kl"], needs=("model", "data"))
+@BOUNDS.register("heldout_kl", quantity=QUANTITY, reference=REFS["heldout_kl"], needs=("model", "data"),
+                 held_out=True)
 def heldout_kl(model: nn.Module, data: tuple, *, delta: float, family_size: int = 1) -> Bound:
     """kl⁻¹(R̂, ln(|F|/δ)/n) on the held-out `data`."""
     return _model_bound("heldout_kl", model, data, delta, family_size, "zero_one")
 
 
 @BOUNDS.register("heldout_hoeffding", quantity=QUANTITY, reference=REFS["heldout_hoeffding"],
-                 needs=("model", "data"))
+                 needs=("model", "data"), held_out=True)
 def heldout_hoeffding(model: nn.Module, data: tuple, *, delta: float, family_size: int = 1,
                       loss: str = "zero_one") -> Bound:
     """R̂ + sqrt(ln(|F|/δ)/(2n)) on the held-out `data` (0-1 loss, C = 1)."""
@@ -193,7 +194,7 @@ def heldout_hoeffding(model: nn.Module, data: tuple, *, delta: float, family_siz
 
 
 @BOUNDS.register("heldout_bernstein", quantity=QUANTITY, reference=REFS["heldout_bernstein"],
-                 needs=("model", "data"))
+                 needs=("model", "data"), held_out=True)
 def heldout_bernstein(model: nn.Module, data: tuple, *, delta: float, family_size: int = 1,
                       var: float | None = None, loss: str = "zero_one") -> Bound:
     """R̂ + 2·ln(|F|/δ)/(3n) + sqrt(2·var·ln(|F|/δ)/n); `var` (required) an assumed variance bound."""
@@ -202,7 +203,7 @@ def heldout_bernstein(model: nn.Module, data: tuple, *, delta: float, family_siz
 
 
 @BOUNDS.register("heldout_empirical_bernstein", quantity=QUANTITY,
-                 reference=REFS["heldout_empirical_bernstein"], needs=("model", "data"))
+                 reference=REFS["heldout_empirical_bernstein"], needs=("model", "data"), held_out=True)
 def heldout_empirical_bernstein(model: nn.Module, data: tuple, *, delta: float, family_size: int = 1,
                                 loss: str = "zero_one") -> Bound:
     """R̂ + sqrt(2·V_n·ln(2|F|/δ)/n) + 7·ln(2|F|/δ)/(3(n − 1)), V_n the unbiased sample variance."""

@@ -10,12 +10,12 @@ from .cifar import load_cifar10_arrays, read_cifar_batch
 from .idx import read_idx, write_idx
 from .mnist import load_mnist_arrays
 from .paths import Checksum, file_digest, resolve_data_dir
-from .registry import DATASETS, DatasetInfo, list_datasets, load_data
+from .registry import DATASETS, DatasetInfo, list_datasets, load_data, pool_id
 from .subsets import corrupt_labels, draw_subset
 from .synthetic import hypersphere, hypersphere_sprime, nk_linear, nk_linear_sprime
 from .types import Dataset, Split
 
 __all__ = ["DATASETS", "Checksum", "Dataset", "DatasetInfo", "Split", "corrupt_labels", "draw_subset",
            "file_digest", "hypersphere", "hypersphere_sprime", "list_datasets", "load_cifar10_arrays",
-           "load_data", "load_mnist_arrays", "nk_linear", "nk_linear_sprime", "read_cifar_batch", "read_idx",
-           "resolve_data_dir", "write_idx"]
+           "load_data", "load_mnist_arrays", "nk_linear", "nk_linear_sprime", "pool_id", "read_cifar_batch",
+           "read_idx", "resolve_data_dir", "write_idx"]

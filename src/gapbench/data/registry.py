@@ -8,7 +8,7 @@ defaults. Unknown names and unknown options are errors that list the known ones.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -59,8 +59,34 @@ def load_data(cfg: DataConfig | str, data_dir: str | Path | None = None, device:
     if unknown:
         raise unknown_name("option", unknown[0], entry.params, where=f" for dataset '{cfg.name}'")
     options = {**entry.params, **cfg.options}
-    data = entry.obj(cfg, options, data_dir=data_dir, download=download, verify=verify)
+    data = _with_pools(entry.obj(cfg, options, data_dir=data_dir, download=download, verify=verify), cfg)
     return data if str(device) == "cpu" else data.to(device)
+
+
+def pool_id(cfg: DataConfig, source: str) -> str:
+    """The identity of the pool that the indices of a `source` split of `cfg`'s dataset point into.
+
+    A file dataset has one pool per file, whatever the subset: 'mnist:train' (training and validation
+    points), 'mnist:test'. A generated dataset's points are fixed by its generator parameters and seeds, so
+    they are part of the identity: 'hypersphere:train(dim=500, ..., subset_seed=0)'. Only what fixes the
+    points enters (never n_train, label noise, or test_seed for a training pool): two loads whose points
+    may coincide must get the same identity, so that their indices are compared rather than assumed apart.
+    """
+    entry = DATASETS.get(cfg.name)
+    if entry.kind == "file":
+        return f"{cfg.name}:{source}"
+    params = {**entry.params, **cfg.options}
+    if source != "test":
+        params = {k: v for k, v in params.items() if k != "test_seed"} | {"subset_seed": cfg.subset_seed}
+    return f"{cfg.name}:{source}({', '.join(f'{k}={v}' for k, v in sorted(params.items()))})"
+
+
+def _with_pools(data: Dataset, cfg: DataConfig) -> Dataset:
+    def pooled(split):
+        return replace(split, pool=pool_id(cfg, split.source))
+    return replace(data, train=pooled(data.train), test=pooled(data.test),
+                   val=None if data.val is None else pooled(data.val),
+                   extra={k: pooled(v) for k, v in data.extra.items()})
 
 
 def _file_info(name: str, files: dict[str, Any], data_dir: Path) -> dict[str, Any]:

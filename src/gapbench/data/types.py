@@ -4,6 +4,8 @@ A dataset lives as tensors on one device (airbench's rule: no DataLoader workers
 ``x`` is float32 (pixels in [0, 1]); ``y`` is int64 class labels in [0, num_classes). ``indices`` are the
 positions of the points in their source pool (the training-image file for training/validation points, the
 test file for test points), so that overlaps between splits can be checked and recorded in checkpoints.
+``pool`` names that pool across datasets (``'mnist:train'``; a generated pool adds the parameters that fix its
+points), so that indices are only ever compared within one pool (see :func:`gapbench.data.pool_id`).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ class Split:
     indices: torch.Tensor           # (n,) int64 positions in `source`
     source: str                     # which pool the indices refer to: 'train' or 'test' (or a generator tag)
     name: str = ""                  # 'train', 'val', 'test', 'sprime', ...
+    pool: str = ""                  # identity of the source pool, e.g. 'mnist:train'; '' = unknown
 
     def __len__(self) -> int:
         return int(self.y.shape[0])
