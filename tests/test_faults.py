@@ -21,7 +21,6 @@ import gapbench.linear
 from gapbench import checkpoint
 from gapbench.cli import main
 from gapbench.config import signature
-from gapbench.experiments.runner import run_experiment
 from gapbench.outdir import locked, remove_orphan_temps
 from gapbench.store import Store
 from gapbench.sweep import failure_kind

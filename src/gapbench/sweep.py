@@ -6,8 +6,8 @@ The function has the signature ``fn(config: dict, runtime: Runtime, out_dir: Pat
 Rules (SPEC §5):
 
 - A job whose (experiment, signature) is already stored is **reused**, never run again; a stored 'failed' run
-  too, unless ``retry_failed`` or its failure was transient (see below). Identical jobs are run once; two jobs with one key but different configs are
-  an error.
+  too, unless ``retry_failed`` or its failure was transient (see below). Identical jobs are run once; two
+  jobs with one key but different configs are an error.
 - Each job records its own result in the store (one transaction) the moment it ends, from the process that
   ran it, so killing the sweep (even ``kill -9`` of the whole process group) loses only the jobs in flight;
   rerunning the same sweep resumes where it stopped.

@@ -10,8 +10,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
-from dataclasses import dataclass, field
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -99,15 +99,17 @@ def rows_for(store, exp: Experiment, jobs) -> list[dict[str, Any]]:
     return rows
 
 
-def stored_presets(store, exp: Experiment, overrides: dict[str, str] | None = None) -> list[tuple[str, int]]:
-    """[(preset, stored runs of its grid)] for the presets with any, the most recently recorded first."""
+def stored_presets(store, exp: Experiment, overrides: dict[str, str] | None = None) -> list[tuple[str, int, int]]:
+    """[(preset, stored runs of its grid, grid size)] for the presets with any stored run: the most recently
+    recorded first, then (presets share grid points) the most complete."""
     finished = {r.signature: r.finished or 0.0 for r in store.runs(exp.name)}
     found = []
     for preset in exp.presets:
-        sigs = [job.signature for job in jobs_for(exp, exp.params(preset, overrides)) if job.signature in finished]
+        grid = [job.signature for job in jobs_for(exp, exp.params(preset, overrides))]
+        sigs = [sig for sig in grid if sig in finished]
         if sigs:
-            found.append((max(finished[s] for s in sigs), preset, len(sigs)))
-    return [(preset, n) for _, preset, n in sorted(found, reverse=True)]
+            found.append((max(finished[s] for s in sigs), len(sigs) / len(grid), preset, len(sigs), len(grid)))
+    return [(preset, n, total) for *_, preset, n, total in sorted(found, reverse=True)]
 
 
 def choose_preset(store, exp: Experiment, preset: str | None, overrides: dict[str, str] | None,
@@ -115,10 +117,10 @@ def choose_preset(store, exp: Experiment, preset: str | None, overrides: dict[st
     """The preset to report: `preset`, or the stored one (the most recent of several), with a note saying
     which; a GapbenchError naming what is stored when nothing matches."""
     present = stored_presets(store, exp, overrides)
-    listed = ", ".join(f"'{p}' ({n} runs)" for p, n in present) or "none"
+    listed = ", ".join(f"'{p}' ({n} of {total} runs)" for p, n, total in present) or "none"
     if preset is not None:
         exp.params(preset, overrides)                       # an unknown preset or key fails first
-        if preset not in dict(present):
+        if preset not in {p for p, *_ in present}:
             raise GapbenchError(f"The store {out / STORE_NAME} holds no runs of '{exp.name}' with preset "
                                 f"'{preset}'{' and these --set values' if overrides else ''}. Stored presets: "
                                 f"{listed}. Pass one of those with --preset, or train it first: gapbench run "
@@ -131,8 +133,8 @@ def choose_preset(store, exp: Experiment, preset: str | None, overrides: dict[st
     chosen = present[0][0]
     note = f"preset '{chosen}': the one stored for {exp.name}"
     if len(present) > 1:
-        note = (f"preset '{chosen}': the most recently run of those stored for {exp.name} ({listed}); "
-                f"pass --preset to choose another")
+        note = (f"preset '{chosen}': the most recently run and most complete of the presets with runs stored "
+                f"for {exp.name} ({listed}); pass --preset to choose another")
     return chosen, [note]
 
 
