@@ -116,7 +116,7 @@ def test_newer_schema_is_refused(tmp_path):
     raw = sqlite3.connect(path)
     raw.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
     raw.close()
-    with pytest.raises(GapbenchError, match="has schema version 2, newer than this gapbench knows"):
+    with pytest.raises(GapbenchError, match=f"has schema version {SCHEMA_VERSION + 1}, newer than this gapbench knows"):
         Store(path).experiments()
 
 

@@ -34,6 +34,7 @@ import io
 import json
 import math
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -219,15 +220,31 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+# Temp files of atomic_write_bytes: '.<target name>.<mkstemp's 8 characters>.tmp' beside the target; a write
+# killed before its rename leaves one behind (gapbench.outdir removes those at the start of the next run).
+TEMP_NAME = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp$")
+
+
+def _umask() -> int:
+    """The process umask. os.umask can only be read by setting it, so it is set back at once."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write `data` to `path` via a temp file in the same directory, fsync, os.replace and a directory fsync:
-    a reader sees the old file or the new one, never a part (checkpoints, figures, reports)."""
+    a reader sees the old file or the new one, never a part (checkpoints, figures, reports).
+
+    The file gets the mode a plain open() would give (0o666 & ~umask, so 0644 under the usual umask 022);
+    mkstemp alone makes it 0600."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
+            os.fchmod(fh.fileno(), 0o666 & ~_umask())
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:

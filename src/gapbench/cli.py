@@ -79,9 +79,12 @@ def _print_outcome(outcome, as_json: bool):
     if as_json:
         click.echo(json.dumps(summary, indent=2, default=str))
         return
+    for note in outcome.notes:                  # in the JSON summary too
+        click.echo(f"note: {note}", err=True)
+    partial = f", claims on {outcome.models_ok} of {outcome.models_total} models" if outcome.partial else ""
     click.secho(f"\n{outcome.experiment} ({outcome.preset}): {outcome.runs_trained} trained, "
-                f"{outcome.runs_reused} reused, {outcome.runs_failed} failed, {outcome.missing} missing, "
-                f"{outcome.seconds:.1f} s", bold=True)
+                f"{outcome.runs_reused} reused, {outcome.runs_failed} failed, {outcome.missing} missing"
+                f"{partial}, {outcome.seconds:.1f} s", bold=True)
     for claim in outcome.claims:
         mark = click.style("held    ", fg="green") if claim.held else click.style("NOT held", fg="red")
         value = "n/a" if claim.value is None else f"{claim.value:.4g}"
@@ -108,13 +111,17 @@ def run(experiment, preset, sets, workers, out, device, data_dir, as_json, no_pr
     from .experiments.runner import run_experiment
     runtime = _runtime(workers, data_dir, device, progress=not no_progress)
     outcome = run_experiment(experiment, preset, overrides=_parse_sets(sets), out=out, runtime=runtime,
-                             progress=not no_progress, retry_failed=retry_failed)
+                             progress=not no_progress, retry_failed=retry_failed,
+                             on_wait=lambda message: click.echo(message, err=True))
     _print_outcome(outcome, as_json)
+
+
+STORED_PRESET_HELP = "Preset to use (default: the one stored in OUT; of several, the most recently run)."
 
 
 @main.command()
 @click.argument("experiment")
-@click.option("--preset", default="quick", show_default=True)
+@click.option("--preset", default=None, help=STORED_PRESET_HELP)
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE")
 @click.option("--out", default=DEFAULT_OUT, show_default=True, type=click.Path(file_okay=False))
 @click.option("--json", "as_json", is_flag=True)
@@ -129,17 +136,22 @@ def report(experiment, preset, sets, out, as_json):
 @main.command()
 @click.argument("experiment")
 @click.option("--csv", "csv_path", required=True, type=click.Path(dir_okay=False), help="Output CSV file.")
-@click.option("--preset", default="quick", show_default=True)
+@click.option("--preset", default=None, help=STORED_PRESET_HELP)
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE")
 @click.option("--out", default=DEFAULT_OUT, show_default=True, type=click.Path(file_okay=False))
 def export(experiment, csv_path, preset, sets, out):
     """Write EXPERIMENT's stored results (one row per trained model) to a CSV file."""
     from .experiments.runner import run_experiment
-    from .report import atomic_write_bytes, csv_bytes
+    from .report import atomic_write_bytes, csv_bytes, fewer_rows
     outcome = run_experiment(experiment, preset, overrides=_parse_sets(sets), out=out, train=False,
                              progress=False, write=False)
+    for note in outcome.notes:
+        click.echo(f"note: {note}", err=True)
+    refusal = fewer_rows(Path(csv_path), len(outcome.table))
+    if refusal is not None:
+        raise GapbenchError(f"The --csv file was {refusal}")
     atomic_write_bytes(Path(csv_path), csv_bytes(outcome.table))
-    click.echo(f"wrote {len(outcome.table)} rows to {csv_path}")
+    click.echo(f"wrote {len(outcome.table)} rows ({outcome.preset} preset) to {csv_path}")
 
 
 @main.command()

@@ -11,8 +11,11 @@ A job config is a JSON dict:
      ]}
 
 Every value is a float; a bound contributes its value (and `vacuous` is derivable). The whole dict is the
-run's signature, so changing what is measured re-runs the job (training is then reused from the checkpoint
-when its RunConfig signature matches).
+job's signature (the results row's `signature`), so changing what is measured re-runs the job. A checkpoint
+holds one trained model and is named by that model's RunConfig signature (:func:`checkpoint_path`), which
+is what checkpoint.load verifies: two jobs that train the same model (measured differently, or by two
+experiments) share its file, and training is reused. A results row names its model by `checkpoint` (the
+path) and `model_signature` (`model_signature_b` for draw b of a pair, beside it): see model_signatures.
 """
 
 from __future__ import annotations
@@ -32,11 +35,35 @@ def _load(cfg: RunConfig, runtime: Runtime):
     return load_data(cfg.data, data_dir=runtime.data_dir, device=runtime.device)
 
 
+def checkpoint_path(out_dir: Path, cfg: RunConfig) -> Path:
+    """Where the model trained from `cfg` is checkpointed: OUT/<experiment>/checkpoints/<signature(cfg)>.pt."""
+    return Path(out_dir) / "checkpoints" / f"{signature(cfg)}.pt"
+
+
+def model_signatures(config: dict[str, Any]) -> dict[str, str]:
+    """{'model_signature': …} of the model(s) a job config trains (and 'model_signature_b' for a pair's
+    draw b): the signatures their checkpoints carry and are named by; {} for a config without a RunConfig."""
+    if "run" not in config:
+        return {}
+    cfg = from_dict(RunConfig, config["run"])
+    out = {"model_signature": signature(cfg)}
+    if "pair_subset_seed" in config:
+        out["model_signature_b"] = signature(_draw_b(cfg, config))
+    return out
+
+
+def _draw_b(cfg_a: RunConfig, config: dict[str, Any]) -> RunConfig:
+    """A pair's second draw: the same config with data.subset_seed = config['pair_subset_seed']."""
+    import dataclasses
+    return dataclasses.replace(cfg_a, data=dataclasses.replace(cfg_a.data,
+                                                               subset_seed=int(config["pair_subset_seed"])))
+
+
 def _train_or_reuse(cfg: RunConfig, data, runtime: Runtime, out_dir: Path):
     """Train `cfg`, or load its checkpoint when one with the same RunConfig signature exists."""
     from . import checkpoint
     from .train import fit
-    path = Path(out_dir) / "checkpoints" / f"{signature(cfg)}.pt"
+    path = checkpoint_path(out_dir, cfg)
     if path.exists():
         try:
             return checkpoint.load(path, expected_signature=signature(cfg)), path
@@ -137,17 +164,14 @@ def train_pair(config: dict[str, Any], runtime: Runtime, out_dir: Path):
     config with data.subset_seed = config['pair_subset_seed'] (draw b; same init_seed and SGD seed), then
     measure both. Draw a's values are the plain columns, draw b's carry a '_b' suffix, and
     'dist_between_fro' is ‖W_a − W_b‖_F over all weight layers."""
-    import dataclasses
-
     from .measures import measure
     from .sweep import JobResult
     torch.set_num_threads(runtime.threads)
     cfg_a = from_dict(RunConfig, config["run"])
-    cfg_b = dataclasses.replace(cfg_a, data=dataclasses.replace(cfg_a.data,
-                                                                subset_seed=int(config["pair_subset_seed"])))
+    cfg_b = _draw_b(cfg_a, config)
     start = time.perf_counter()
     values: dict[str, float] = {}
-    runs = []
+    runs, paths = [], []
     for cfg, suffix in ((cfg_a, ""), (cfg_b, "_b")):
         data = _load(cfg, runtime)
         run, path = _train_or_reuse(cfg, data, runtime, out_dir)
@@ -158,6 +182,7 @@ def train_pair(config: dict[str, Any], runtime: Runtime, out_dir: Path):
         draw.update(measure_quantities(run, data, config.get("quantities", [])))
         values.update({key + suffix: value for key, value in draw.items()})
         runs.append(run)
+        paths.append(path)
     values["dist_between_fro"] = float(measure("dist_between", runs[0].model, other=runs[1].model))
     values["job_seconds"] = time.perf_counter() - start
-    return JobResult(values, status="done", reason=runs[0].reason)
+    return JobResult(values, status="done", reason=runs[0].reason, checkpoint=str(paths[0]))

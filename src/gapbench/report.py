@@ -1,6 +1,8 @@
 """Outputs of an experiment: figure.png/.pdf, results.csv, summary.json and a self-contained report.html.
 
 Every file is written to a temporary name and renamed into place, so a killed run never leaves a half file.
+Outputs are never replaced by ones built from fewer rows (a smaller preset or grid, an emptier store): the
+old ones stay, and the outcome's notes say why nothing was written (:func:`fewer_rows`).
 The figure's caption lists each claim as held / not held with its measured value: the figure, the summary
 and the HTML report all show the same evaluation of the same stored rows.
 """
@@ -72,9 +74,32 @@ def _csv_value(v: Any) -> Any:
     return repr(v) if isinstance(v, float) else v
 
 
+def csv_row_count(path: Path) -> int | None:
+    """Data rows of an existing CSV file (quoted newlines included), or None when there is none."""
+    try:
+        with open(path, newline="") as fh:
+            return max(sum(1 for _ in csv.reader(fh)) - 1, 0)
+    except (FileNotFoundError, IsADirectoryError):
+        return None
+
+
+def fewer_rows(path: Path, n_rows: int) -> str | None:
+    """Why a table of n_rows must not replace the CSV at `path` (it has more rows), else None."""
+    existing = csv_row_count(Path(path))
+    if existing is None or n_rows >= existing:
+        return None
+    return (f"not written: {path} holds {existing} rows and this table {n_rows}; outputs are never replaced "
+            f"by emptier ones. Use another --out (or --csv), or delete the old file.")
+
+
 def write_outputs(exp, outcome, exp_dir: Path) -> dict[str, str]:
-    """Write the four outputs of one experiment; returns their paths."""
+    """Write the four outputs of one experiment; returns their paths ({} and a note in outcome.notes when
+    the existing results.csv has more rows than this outcome, see fewer_rows)."""
     exp_dir = Path(exp_dir)
+    refusal = fewer_rows(exp_dir / "results.csv", len(outcome.table))
+    if refusal is not None:
+        outcome.notes.append(f"outputs {refusal}")
+        return {}
     fig = render_figure(exp, outcome)
     png = figure_bytes(fig, "png")
     paths = {"figure": exp_dir / "figure.png", "figure_pdf": exp_dir / "figure.pdf",

@@ -3,7 +3,8 @@
 Schema (``PRAGMA user_version`` = SCHEMA_VERSION):
 
     runs(experiment, signature, config JSON, status 'done'|'failed', reason, started, finished, seconds,
-         provenance JSON, checkpoint)                       PRIMARY KEY (experiment, signature)
+         provenance JSON, checkpoint, failure 'transient'|'deterministic'|NULL)
+                                                            PRIMARY KEY (experiment, signature)
     run_values(experiment, signature, quantity, value)     PRIMARY KEY (experiment, signature, quantity),
          FOREIGN KEY (experiment, signature) REFERENCES runs ON DELETE CASCADE
 
@@ -15,6 +16,10 @@ Decisions:
   key (its values go with it, ON DELETE CASCADE) and inserts the run and all its values: a run is either
   fully stored or absent, and recording an existing key **replaces** it atomically (a re-measure), never
   raises and never mixes old and new values.
+- A failed run records what kind of failure it was (FAILURES): 'transient' (no space left, out of memory,
+  interrupted, a killed worker: the next sweep runs it again) or 'deterministic' (divergence, an invalid
+  construction: it stays failed unless retried explicitly). Version-1 stores gain the column on opening;
+  their failed runs read as deterministic, as they were treated before.
 - SQLite stores ±inf as REAL but NaN as NULL; a NaN value is stored as NULL and read back as float('nan').
 - WAL journal (readers never block the one writer), ``busy_timeout`` of BUSY_TIMEOUT_MS so concurrent writers
   queue instead of failing, foreign keys on. Connections are opened lazily, one per (process, thread), so a
@@ -37,9 +42,10 @@ from typing import Any
 from .errors import GapbenchError, check_choice, param_error
 from .provenance import provenance as current_provenance
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 BUSY_TIMEOUT_MS = 30_000   # a writer waits up to 30 s for another process's transaction to commit
 STATUSES = ("done", "failed")
+FAILURES = ("transient", "deterministic")   # kinds of failed run; None for a done one
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -53,6 +59,7 @@ CREATE TABLE IF NOT EXISTS runs (
     seconds    REAL,
     provenance TEXT,
     checkpoint TEXT,
+    failure    TEXT CHECK (failure IN ('transient', 'deterministic')),
     PRIMARY KEY (experiment, signature)
 );
 CREATE TABLE IF NOT EXISTS run_values (
@@ -81,6 +88,7 @@ class StoredRun:
     checkpoint: str | None = None
     started: float | None = None                  # Unix time (s) the job started
     finished: float | None = None                 # Unix time (s) it was recorded
+    failure: str | None = None                    # 'transient' | 'deterministic' for a failed run
 
 
 class Store:
@@ -127,6 +135,10 @@ class Store:
             return
         conn.execute("BEGIN IMMEDIATE")
         try:
+            if conn.execute("PRAGMA user_version").fetchone()[0] == 1:   # re-read: another process may have
+                conn.execute("ALTER TABLE runs ADD COLUMN failure TEXT CHECK (failure IN "  # migrated it
+                             "('transient', 'deterministic'))")
+                conn.execute("UPDATE runs SET failure = 'deterministic' WHERE status = 'failed'")
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
                     conn.execute(statement)
@@ -152,12 +164,14 @@ class Store:
     # -- writes --------------------------------------------------------------------------------------------
     def record(self, experiment: str, signature: str, config: Mapping[str, Any], values: Mapping[str, Any], *,
                status: str, reason: str = "", seconds: float | None = None, checkpoint: str | None = None,
-               provenance: Mapping[str, Any] | None = None, started: float | None = None) -> None:
+               provenance: Mapping[str, Any] | None = None, started: float | None = None,
+               failure: str | None = None) -> None:
         """Store one run and all its values in one transaction, replacing any previous run of the key.
 
         Args:
             values: {quantity: number}; each must convert with float() (NaN is stored as NULL).
             status: 'done' or 'failed'; reason: why it failed or how it stopped.
+            failure: for a failed run, 'transient' or 'deterministic' (default); None for a done one.
             seconds: the job's wall-clock time; started: Unix time it started (default finished − seconds).
             provenance: default gapbench.provenance.provenance() of this process.
         """
@@ -166,6 +180,10 @@ class Store:
             if not isinstance(value, str) or not value:
                 raise param_error(name, where, "a non-empty str", value)
         check_choice(status, "status", where, STATUSES)
+        if status == "failed":
+            failure = check_choice(failure or "deterministic", "failure", where, FAILURES)
+        elif failure is not None:
+            raise param_error("failure", where, "None for a run with status 'done'", failure)
         rows = [(experiment, signature, quantity, None if math.isnan(value) else value)
                 for quantity, value in checked_values(values).items()]
         config_json = json.dumps(dict(config), sort_keys=True, default=_json_default)
@@ -177,10 +195,11 @@ class Store:
         conn.execute("BEGIN IMMEDIATE")
         try:
             conn.execute("DELETE FROM runs WHERE experiment = ? AND signature = ?", (experiment, signature))
-            conn.execute("INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            conn.execute("INSERT INTO runs (experiment, signature, config, status, reason, started, finished, "
+                         "seconds, provenance, checkpoint, failure) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                          (experiment, signature, config_json, status, str(reason), started, finished,
                           None if seconds is None else float(seconds), prov_json,
-                          None if checkpoint is None else str(checkpoint)))
+                          None if checkpoint is None else str(checkpoint), failure))
             conn.executemany("INSERT INTO run_values VALUES (?, ?, ?, ?)", rows)
             conn.execute("COMMIT")
         except BaseException:
@@ -211,6 +230,11 @@ class Store:
         return dict(self._conn().execute("SELECT signature, status FROM runs WHERE experiment = ?",
                                          (experiment,)))
 
+    def transient(self, experiment: str) -> set[str]:
+        """Signatures of the runs of `experiment` that failed transiently (run again by the next sweep)."""
+        return {row[0] for row in self._conn().execute(
+            "SELECT signature FROM runs WHERE experiment = ? AND failure = 'transient'", (experiment,))}
+
     def done(self, experiment: str) -> set[str]:
         """Signatures of the runs of `experiment` stored with status 'done'."""
         return {sig for sig, status in self.statuses(experiment).items() if status == "done"}
@@ -233,7 +257,7 @@ class Store:
         conn.execute("BEGIN")          # one snapshot for the runs and their values
         try:
             rows = conn.execute(f"SELECT experiment, signature, config, status, reason, started, finished, "
-                                f"seconds, provenance, checkpoint FROM runs {where} ORDER BY finished, rowid",
+                                f"seconds, provenance, checkpoint, failure FROM runs {where} ORDER BY finished, rowid",
                                 args).fetchall()
             values: dict[tuple[str, str], dict[str, float]] = {}
             for exp, sig, quantity, value in conn.execute(
@@ -244,8 +268,8 @@ class Store:
         return [StoredRun(experiment=exp, signature=sig, config=json.loads(config), status=status,
                           reason=reason, values=values.get((exp, sig), {}), seconds=seconds,
                           provenance=json.loads(prov) if prov else {}, checkpoint=ckpt, started=started,
-                          finished=finished)
-                for exp, sig, config, status, reason, started, finished, seconds, prov, ckpt in rows]
+                          finished=finished, failure=failure)
+                for exp, sig, config, status, reason, started, finished, seconds, prov, ckpt, failure in rows]
 
 
 def checked_values(values: Mapping[str, Any]) -> dict[str, float]:

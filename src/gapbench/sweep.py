@@ -6,14 +6,19 @@ The function has the signature ``fn(config: dict, runtime: Runtime, out_dir: Pat
 Rules (SPEC §5):
 
 - A job whose (experiment, signature) is already stored is **reused**, never run again; a stored 'failed' run
-  too, unless ``retry_failed``. Identical jobs are run once; two jobs with one key but different configs are
-  an error.
+  too, unless ``retry_failed`` or its failure was transient (see below). Identical jobs are run once; two
+  jobs with one key but different configs are an error.
 - Each job records its own result in the store (one transaction) the moment it ends, from the process that
   ran it, so killing the sweep (even ``kill -9`` of the whole process group) loses only the jobs in flight;
   rerunning the same sweep resumes where it stopped.
 - An exception from a job function that is not a GapbenchError is a failure of that run: it is stored as
   'failed' with reason ``"<ExceptionType>: <message>"``, the traceback goes to OUT/logs/<signature>.log, and
-  the sweep goes on. A GapbenchError is the user's mistake (missing data, bad parameter): the sweep stops
+  the sweep goes on. The failure is classified when it is recorded (:func:`failure_kind`): **transient** when
+  the exception, or one it was raised from, is an OSError ENOSPC/EDQUOT (disk full, quota), a MemoryError or
+  torch out-of-memory error, a KeyboardInterrupt (recorded, then re-raised), or a worker process that died
+  (BrokenProcessPool, recorded by the parent); the next sweep runs those again by itself. Everything else,
+  and a job that returns status 'failed' (training diverged), is **deterministic** and stays failed. A
+  GapbenchError is the user's mistake (missing data, bad parameter): the sweep stops
   and re-raises it (runs already finished stay stored).
 - workers=1 runs in this process. workers>1 uses a ProcessPoolExecutor with the 'forkserver' start method
   (plain 'fork' of a process whose torch thread pools are running can deadlock) whose server preloads torch,
@@ -31,6 +36,7 @@ Rules (SPEC §5):
 from __future__ import annotations
 
 import copy
+import errno
 import importlib
 import multiprocessing
 import os
@@ -39,6 +45,7 @@ import time
 import traceback
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,6 +56,7 @@ from .store import STATUSES, Store, checked_values
 
 BACKENDS = ("local", "ray")
 FORKSERVER_PRELOAD = ["torch", "gapbench.sweep"]  # imported once by the fork server, inherited by workers
+TRANSIENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT}   # no space left on the device, disk quota exceeded
 
 
 @dataclass(frozen=True)
@@ -111,19 +119,49 @@ def execute(job: Job, store: Store, runtime: Runtime, out_dir: Path) -> str:
     The worker-side half of a sweep: used in-process, in pool workers and as a Ray task.
     """
     started, t0 = time.time(), time.perf_counter()
+    failure = None
     try:
         result = resolve(job.fn)(copy.deepcopy(job.config), runtime, Path(out_dir))
         values = _result_values(job, result)
     except GapbenchError:
         raise
+    except KeyboardInterrupt as exc:
+        _record_failure(store, job, exc, traceback.format_exc(), out_dir, started, time.perf_counter() - t0)
+        raise
     except Exception as exc:
-        reason = f"{type(exc).__name__}: {exc}"
-        _log_failure(Path(out_dir), job, reason, traceback.format_exc())
-        result, values = JobResult({}, status="failed", reason=reason), {}
+        return _record_failure(store, job, exc, traceback.format_exc(), out_dir, started,
+                               time.perf_counter() - t0)
+    if result.status == "failed":
+        failure = "deterministic"     # the job ran and reported failure (training diverged)
     store.record(job.experiment, job.signature, job.config, values, status=result.status,
                  reason=result.reason, seconds=time.perf_counter() - t0, checkpoint=result.checkpoint,
-                 started=started)
+                 started=started, failure=failure)
     return result.status
+
+
+def failure_kind(exc: BaseException) -> str:
+    """'transient' when `exc` or an exception it was raised from means "try again later" (module doc),
+    else 'deterministic'."""
+    import torch
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and exc.errno in TRANSIENT_ERRNOS:
+            return "transient"
+        if isinstance(exc, (MemoryError, torch.OutOfMemoryError, KeyboardInterrupt, BrokenProcessPool)):
+            return "transient"
+        exc = exc.__cause__ or exc.__context__
+    return "deterministic"
+
+
+def _record_failure(store: Store, job: Job, exc: BaseException, trace: str, out_dir: Path,
+                    started: float | None, seconds: float | None) -> str:
+    """Store `job` as failed with the exception as reason and its kind, log the traceback; 'failed'."""
+    reason = f"{type(exc).__name__}: {exc}"
+    _log_failure(Path(out_dir), job, reason, trace)
+    store.record(job.experiment, job.signature, job.config, {}, status="failed", reason=reason,
+                 seconds=seconds, started=started, failure=failure_kind(exc))
+    return "failed"
 
 
 class JobResultError(TypeError):
@@ -153,7 +191,7 @@ def run_sweep(jobs: list[Job], store: Store | str | Path, *, workers: int = 1, r
         out_dir: where jobs write files (checkpoints) and failures their logs (out_dir/logs/); default: the
             store's directory.
         progress: show a tqdm bar over jobs on stderr.
-        retry_failed: run again the jobs stored as 'failed'.
+        retry_failed: run again every job stored as 'failed' (transient failures are run again anyway).
         backend: 'local' (this machine) or 'ray'.
     """
     where = "run_sweep()"
@@ -165,12 +203,14 @@ def run_sweep(jobs: list[Job], store: Store | str | Path, *, workers: int = 1, r
     unique = _dedupe(jobs)
     for fn in {job.fn for job in unique}:
         resolve(fn)                                   # a typo fails now, not in every worker
-    result, todo, stored = SweepResult(), [], {}
+    result, todo, stored, transient = SweepResult(), [], {}, {}
     for job in unique:
         if job.experiment not in stored:
             stored[job.experiment] = store.statuses(job.experiment)
+            transient[job.experiment] = store.transient(job.experiment)
         status = stored[job.experiment].get(job.signature)
-        if status == "done" or (status == "failed" and not retry_failed):
+        retry = retry_failed or job.signature in transient[job.experiment]
+        if status == "done" or (status == "failed" and not retry):
             result.reused.append(job.signature)
         else:
             todo.append(job)
@@ -231,10 +271,22 @@ def _run_pool(todo: list[Job], store: Store, runtime: Runtime, out_dir: Path,
                 finished, _ = wait(pending, return_when=FIRST_COMPLETED)
                 for future in finished:
                     job = pending.pop(future)
-                    yield job, future.result()    # a GapbenchError from the job re-raises here
+                    try:
+                        status = future.result()  # a GapbenchError from the job re-raises here
+                    except BrokenProcessPool as exc:   # a worker died (killed, out of memory): every job
+                        status = _record_broken(store, job, exc, out_dir)   # in flight is lost, transiently
+                    yield job, status
         finally:
             # On an error (or an abandoned generator) nothing new starts; runs in flight finish, are stored.
             pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _record_broken(store: Store, job: Job, exc: BrokenProcessPool, out_dir: Path) -> str:
+    """Record a job lost with its worker as a transient failure, unless the worker stored it before dying."""
+    stored = store.get(job.experiment, job.signature)
+    if stored is not None and stored.status == "done":
+        return "done"
+    return _record_failure(store, job, exc, "", out_dir, None, None)
 
 
 def _execute_ray(job: Job, store: Store, runtime: Runtime, out_dir: Path) -> str:
