@@ -193,9 +193,13 @@ def test_error_messages():
             r"assumption-free form\) or a float > 0.*assume_var=0\.25",
         ):
             bound("heldout_bernstein", model, (x, y), delta=0.05, assume_var=assume_var)
-    with pytest.raises(GapbenchError, match=r"The 'assume_var' parameter of bernstein_slack\(\) must be a float"):
+    with pytest.raises(
+        GapbenchError, match=r"The 'assume_var' parameter of bernstein_slack\(\) must be a float"
+    ):
         ho.bernstein_slack(100, 0.05, None)
-    with pytest.raises(GapbenchError, match=r"\['var'\] of bound\('heldout_bernstein'\) are not accepted\. .*assume_var"):
+    with pytest.raises(
+        GapbenchError, match=r"\['var'\] of bound\('heldout_bernstein'\) are not accepted\. .*assume_var"
+    ):
         bound("heldout_bernstein", model, (x, y), delta=0.05, var=0.25)
     with pytest.raises(
         GapbenchError, match=r"The 'k' parameter of .* must be an int in \[0, n\] = \[0, 10\]"
