@@ -1,12 +1,14 @@
 """Slow, obviously correct references for the bounds: pure Python loops, brute-force sums, plain numpy.
 
-Nothing here imports gapbench's bound code; each function is the textbook formula written out.
+Nothing here imports gapbench's bound code; each function is the textbook formula written out. The mp_*
+functions work at 50 digits with mpmath, so they need no log-space tricks of their own.
 """
 
 from __future__ import annotations
 
 import math
 
+import mpmath
 import numpy as np
 import torch
 from torch import nn
@@ -115,3 +117,101 @@ def argmax_model() -> nn.Sequential:
         model[0].weight.copy_(torch.eye(2))
         model[0].bias.zero_()
     return model
+
+
+# ---- held-out bounds at 50 digits (mpmath), for the property tests -------------------------------------------
+
+MP_DIGITS = 50
+
+
+def mp_log_confidence(delta: float, family_size: int):
+    """L = ln|F| − ln δ at 50 digits (|F| any Python int)."""
+    return mpmath.log(mpmath.mpf(family_size)) - mpmath.log(mpmath.mpf(delta))
+
+
+def mp_binomial_cdf(n: int, k: int, p) -> mpmath.mpf:
+    """P[Bin(n, p) ≤ k] at 50 digits: the pmf summed from its tail's largest term outward, each next term by
+    the ratio pmf(i + 1)/pmf(i) = (n − i)p/((i + 1)(1 − p)), until a term is 1e-60 of the sum.
+
+    The pmf rises up to m = ⌊(n + 1)p⌋ and falls after it, so for k < m the terms i = k, k − 1, … fall, and for
+    k ≥ m the upper tail i = k + 1, k + 2, … falls; that tail is subtracted from 1 (then cdf ≥ 1/2-ish, no
+    cancellation that matters at 50 digits).
+    """
+    with mpmath.workdps(MP_DIGITS):
+        p = mpmath.mpf(p)
+        if p <= 0 or k >= n:
+            return mpmath.mpf(1)
+        if p >= 1:
+            return mpmath.mpf(0)
+        lower = k < mpmath.floor((n + 1) * p)
+        start = k if lower else k + 1
+        term = mpmath.exp(mpmath.loggamma(n + 1) - mpmath.loggamma(start + 1) - mpmath.loggamma(n - start + 1)
+                          + start * mpmath.log(p) + (n - start) * mpmath.log1p(-p))
+        total, i = mpmath.mpf(0), start
+        while 0 <= i <= n:
+            total += term
+            if term < total * mpmath.mpf(10) ** -60:
+                break
+            if lower:
+                term *= i * (1 - p) / ((n - i + 1) * p)
+                i -= 1
+            else:
+                term *= (n - i) * p / ((i + 1) * (1 - p))
+                i += 1
+        return total if lower else 1 - total
+
+
+def mp_binomial_brackets(n: int, k: int, delta: float, family_size: int, value: float, tol: float) -> bool:
+    """Whether `value` is within `tol` above Bin⁻(n, k, δ/|F|), checked at 50 digits by its definition:
+    P[Bin(n, p) ≤ k] is decreasing in p, so Bin⁻ ∈ [value − tol, value] iff cdf(value) ≤ δ/|F| ≤
+    cdf(value − tol)."""
+    with mpmath.workdps(MP_DIGITS):
+        level = mpmath.exp(-mp_log_confidence(delta, family_size))
+        if k == n:
+            return value == 1.0
+        low = max(value - tol, 0.0)
+        return mp_binomial_cdf(n, k, value) <= level <= mp_binomial_cdf(n, k, low)
+
+
+def mp_kl(q, p):
+    """Binary kl at 50 digits (0·ln 0 = 0)."""
+    total = mpmath.mpf(0)
+    if q > 0:
+        total += q * mpmath.log(q / p)
+    if q < 1:
+        total += (1 - q) * mpmath.log((1 - q) / (1 - p))
+    return total
+
+
+def mp_bisect_last_true(predicate, lo, hi, steps: int = 120):
+    """max{p ∈ [lo, hi] : predicate(p)} for a predicate true on [lo, p*] and false on (p*, hi]: hi itself when
+    predicate(hi), else 120 halvings at 50 digits (upper end returned)."""
+    with mpmath.workdps(MP_DIGITS):
+        lo, hi = mpmath.mpf(lo), mpmath.mpf(hi)
+        if predicate(hi):
+            return hi
+        for _ in range(steps):
+            mid = (lo + hi) / 2
+            lo, hi = (mid, hi) if predicate(mid) else (lo, mid)
+        return hi
+
+
+def mp_heldout(name: str, n: int, k: int, delta: float, family_size: int, assume_var=None) -> mpmath.mpf:
+    """The held-out bounds (not the binomial one) at 50 digits, each by its textbook definition."""
+    with mpmath.workdps(MP_DIGITS):
+        log_term, emp = mp_log_confidence(delta, family_size), mpmath.mpf(k) / n
+        if name == "heldout_hoeffding":
+            return emp + mpmath.sqrt(log_term / (2 * n))
+        if name == "heldout_kl":
+            return mp_bisect_last_true(lambda p: p < 1 and mp_kl(emp, p) <= log_term / n, emp, 1)
+        if name == "heldout_empirical_bernstein":
+            if n == 1:
+                return mpmath.inf
+            log2 = log_term + mpmath.log(2)
+            sample_var = mpmath.mpf(k * (n - k)) / (n * (n - 1))
+            return emp + mpmath.sqrt(2 * sample_var * log2 / n) + 7 * log2 / (3 * (n - 1))
+        if assume_var is not None:  # KKB's form
+            return emp + 2 * log_term / (3 * n) + mpmath.sqrt(2 * mpmath.mpf(assume_var) * log_term / n)
+        # assumption-free: the largest p with p − R̂ ≤ 2L/(3n) + sqrt(2p(1 − p)L/n), an interval [0, p*]
+        return mp_bisect_last_true(
+            lambda p: p - emp <= 2 * log_term / (3 * n) + mpmath.sqrt(2 * p * (1 - p) * log_term / n), 0, 1)

@@ -43,9 +43,7 @@ def labelled(n: int, flipped: int, seed: int = 0) -> tuple[torch.Tensor, torch.T
 
 
 def heldout_value(name, n, k, delta, family_size=1):
-    return ho.heldout_bound(
-        name, n, k, delta=delta, family_size=family_size, var=0.25 if name == "heldout_bernstein" else None
-    ).value
+    return ho.heldout_bound(name, n, k, delta=delta, family_size=family_size).value
 
 
 # ---- SPEC check numbers ---------------------------------------------------------------------------------
@@ -129,11 +127,14 @@ def test_failure_rate_of_heldout_bounds_is_at_most_delta(p):
     n, trials, delta = 200, 20_000, 0.1
     ks = np.random.default_rng(12345).binomial(n, p, size=trials)
     tolerance = 3 * math.sqrt(delta * (1 - delta) / trials)
-    for name in HELDOUT:
-        var = p * (1 - p) if name == "heldout_bernstein" else None  # the true variance: a valid assumption
-        table = {k: ho.heldout_bound(name, n, int(k), delta=delta, var=var).value for k in np.unique(ks)}
+    # every bound, plus KKB's Bernstein form with the true variance p(1 − p): a valid assumption
+    for name, assume_var in [(name, None) for name in HELDOUT] + [("heldout_bernstein", p * (1 - p))]:
+        table = {
+            k: ho.heldout_bound(name, n, int(k), delta=delta, assume_var=assume_var).value
+            for k in np.unique(ks)
+        }
         failures = np.mean([table[k] < p for k in ks])
-        assert failures <= delta + tolerance, (name, failures)
+        assert failures <= delta + tolerance, (name, assume_var, failures)
     # power: the binomial bound with half its slack removed fails far more often than δ
     half = {k: ho.heldout_bound("heldout_binomial", n, int(k), delta=delta) for k in np.unique(ks)}
     assert np.mean([half[k].value - half[k].terms["slack"] / 2 < p for k in ks]) > delta + 10 * tolerance
@@ -155,7 +156,7 @@ def test_model_level_heldout_bounds_count_errors():
     x, y = labelled(100, 7)
     split = Split(x, y, torch.arange(100), "test", "test")
     for name in HELDOUT:
-        params = {"family_size": 3, **({"var": 0.25} if name == "heldout_bernstein" else {})}
+        params = {"family_size": 3}
         result = bound(name, ref.argmax_model(), split, delta=0.05, **params)
         assert result.terms["errors"] == 7 and result.terms["n"] == 100
         assert result.value == pytest.approx(heldout_value(name, 100, 7, 0.05, 3), abs=1e-15)
@@ -185,13 +186,21 @@ def test_error_messages():
         r">= 1\. Got 0 instead\.",
     ):
         bound("heldout_binomial", model, (x, y), delta=0.05, family_size=0)
-    for var in (None, 0.0, -1.0):
+    for assume_var in (0.0, -1.0, math.inf, "0.25"):
         with pytest.raises(
             GapbenchError,
-            match=r"The 'var' parameter of heldout_bernstein\(\) must be a float > 0.*"
-            r"var=0\.25",
+            match=r"The 'assume_var' parameter of heldout_bernstein\(\) must be None \(the "
+            r"assumption-free form\) or a float > 0.*assume_var=0\.25",
         ):
-            bound("heldout_bernstein", model, (x, y), delta=0.05, **({} if var is None else {"var": var}))
+            bound("heldout_bernstein", model, (x, y), delta=0.05, assume_var=assume_var)
+    with pytest.raises(
+        GapbenchError, match=r"The 'assume_var' parameter of bernstein_slack\(\) must be a float"
+    ):
+        ho.bernstein_slack(100, 0.05, None)
+    with pytest.raises(
+        GapbenchError, match=r"\['var'\] of bound\('heldout_bernstein'\) are not accepted\. .*assume_var"
+    ):
+        bound("heldout_bernstein", model, (x, y), delta=0.05, var=0.25)
     with pytest.raises(
         GapbenchError, match=r"The 'k' parameter of .* must be an int in \[0, n\] = \[0, 10\]"
     ):

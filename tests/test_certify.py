@@ -1,5 +1,6 @@
 import gzip
 import json
+import math
 import os
 from pathlib import Path
 
@@ -32,12 +33,11 @@ def test_certify_reports_every_heldout_bound():
     assert (cert.n, cert.errors, cert.empirical_error) == (500, 12, 12 / 500)
     assert tuple(cert.bounds) == BOUND_NAMES
     for name, b in cert.bounds.items():
-        expected = ho.heldout_bound(
-            name, 500, 12, delta=0.05, family_size=10, var=0.25 if name == "heldout_bernstein" else None
-        )
+        expected = ho.heldout_bound(name, 500, 12, delta=0.05, family_size=10)
         assert b.value == expected.value and b.delta == 0.05 and b.value >= cert.empirical_error
-    assert cert.bounds["heldout_bernstein"].terms["var_assumed"] == 0.25
-    assert cert.tightest == cert.headline == "heldout_binomial"
+        assert b.value >= cert.bounds[cert.headline].value  # the headline, chosen in advance, is the minimum
+    assert "var_assumed" not in cert.bounds["heldout_bernstein"].terms  # assumption-free by default
+    assert cert.headline == "heldout_binomial"
     assert cert.bounds["heldout_binomial"].value == pytest.approx(ho.heldout_binomial_value(500, 12, 0.005))
 
 
@@ -45,10 +45,48 @@ def test_certificate_as_dict_and_format():
     cert = certify(argmax_model(), heldout_split(200, 3), delta=0.1)
     d = cert.as_dict()
     json.dumps(d)
-    assert d["tightest"] == "heldout_binomial" and set(d["bounds"]) == set(BOUND_NAMES)
+    assert d["headline"] == "heldout_binomial" and set(d["bounds"]) == set(BOUND_NAMES)
+    assert d["headline_value"] == cert.bounds["heldout_binomial"].value and "tightest" not in d
     text = cert.format()
-    assert "n = 200" in text and "errors k = 3" in text and "<- tightest valid bound" in text
-    assert all(name in text for name in BOUND_NAMES)
+    assert "n = 200" in text and "errors k = 3" in text and "<- headline (exact binomial tail" in text
+    assert all(name in text for name in BOUND_NAMES) and "note:" not in text
+
+
+def test_certificate_prints_an_assumed_variance_and_a_bound_below_k_over_n():
+    split = heldout_split(40, 20)
+    cert = certify(argmax_model(), split, delta=0.95, assume_var=1e-4)
+    kkb = cert.bounds["heldout_bernstein"]
+    assert kkb.terms["var_assumed"] == 1e-4
+    assert kkb.value == ho.heldout_bound("heldout_bernstein", 40, 20, delta=0.95, assume_var=1e-4).value
+    assert cert.bounds["heldout_binomial"].terms["below_empirical"] == 1.0  # Bin⁻ at δ = 0.95 < k/n
+    text = cert.format()
+    assert "note: heldout_bernstein assumes Var ≤ 0.0001 for the 0-1 loss of f" in text
+    binomial = cert.bounds["heldout_binomial"].value
+    assert f"note: heldout_binomial = {binomial:.5f} is below the empirical error 0.50000" in text
+    assert sum(b.terms["below_empirical"] for b in cert.bounds.values()) == 1.0
+    json.dumps(cert.as_dict())
+
+
+def test_certificate_refuses_a_headline_above_another_bound():
+    cert = certify(argmax_model(), heldout_split(100, 5), delta=0.05)
+    bounds = dict(cert.bounds)
+    bounds["heldout_binomial"] = ho.heldout_bound("heldout_binomial", 100, 5, delta=0.05 / 1000)  # looser
+    with pytest.raises(RuntimeError, match=r"headline heldout_binomial = .* exceeds heldout_kl"):
+        Certificate(100, 5, 0.05, 0.05, 1, bounds)
+    # a bound under an extra assumption may lie below the headline: reported, not checked
+    bounds = dict(cert.bounds, heldout_bernstein=ho.heldout_bound(
+        "heldout_bernstein", 100, 5, delta=0.05, assume_var=1e-9))
+    assert Certificate(100, 5, 0.05, 0.05, 1, bounds).bounds["heldout_bernstein"].value < cert.bounds[
+        "heldout_binomial"].value
+
+
+def test_certify_with_an_astronomical_family():
+    cert = certify(argmax_model(), heldout_split(200, 3), delta=1e-300, family_size=10**1000)
+    assert all(math.isfinite(b.value) or name == "heldout_empirical_bernstein"
+               for name, b in cert.bounds.items())
+    assert cert.bounds["heldout_binomial"].terms["log_family_size"] == pytest.approx(1000 * math.log(10))
+    assert "|F| = 10^1000.00" in cert.format()
+    assert json.loads(json.dumps(cert.as_dict()))["family_size"] == 10**1000
 
 
 def test_certify_accepts_a_tuple_and_validates():
@@ -62,6 +100,8 @@ def test_certify_accepts_a_tuple_and_validates():
         GapbenchError, match=r"The 'family_size' parameter of certify\(\) must be an int >= 1"
     ):
         certify(argmax_model(), split, family_size=0)
+    with pytest.raises(GapbenchError, match=r"The 'assume_var' parameter of certify\(\) must be None"):
+        certify(argmax_model(), split, assume_var=-0.1)
 
 
 def test_check_disjoint_refuses_overlap():

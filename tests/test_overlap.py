@@ -114,7 +114,7 @@ def test_another_dataset_is_never_compared(sphere):
 
 @pytest.mark.parametrize("name", HELD_OUT_BOUNDS)
 def test_every_heldout_bound_takes_the_record(sphere, run, name):
-    params = {"var": 0.25} if name == "heldout_bernstein" else {}
+    params = {"assume_var": 0.25} if name == "heldout_bernstein" else {}
     checked = gb.bound(name, argmax_model(), sphere.val, delta=0.05, run=run, **params)
     assumed = gb.bound(name, argmax_model(), sphere.val, delta=0.05, **params)
     assert checked.value == assumed.value

@@ -3,25 +3,45 @@
 KKB's Proposition: if a finite family F of models is fixed before the n held-out points are seen (every model
 trained, every checkpoint and every hyper-parameter the validation set chooses among counts as a member), then
 with probability ≥ 1 − δ, simultaneously for all f ∈ F (R the population risk, R̂ the held-out mean of a loss
-in [0, C], resp. [a, b] with C = b − a):
+in [0, C], resp. [a, b] with C = b − a; L = ln|F| − ln δ = ln(|F|/δ)):
 
-    heldout_hoeffding             R ≤ R̂ + C·sqrt(ln(|F|/δ)/(2n))
-    heldout_bernstein (KKB)       R ≤ R̂ + 2C·ln(|F|/δ)/(3n) + sqrt(2·var·ln(|F|/δ)/n)
-    heldout_empirical_bernstein   R ≤ R̂ + sqrt(2·V_n·ln(2|F|/δ)/n) + 7C·ln(2|F|/δ)/(3(n − 1))
-    heldout_kl                    R ≤ kl⁻¹(R̂, ln(|F|/δ)/n)
-    heldout_binomial              R ≤ Bin⁻(n, k, δ/|F|)            (0-1 loss, k = n·R̂ errors)
+    heldout_hoeffding             R ≤ R̂ + C·sqrt(L/(2n))
+    heldout_bernstein             R ≤ max{p ∈ [0, 1] : p − R̂ ≤ 2L/(3n) + sqrt(2·p(1 − p)·L/n)}   (0-1 loss)
+      with assume_var = v (KKB)   R ≤ R̂ + 2C·L/(3n) + sqrt(2·v·L/n)          (assumes Var[loss] ≤ v)
+    heldout_empirical_bernstein   R ≤ R̂ + sqrt(2·V_n·(L + ln 2)/n) + 7C·(L + ln 2)/(3(n − 1))
+    heldout_kl                    R ≤ kl⁻¹(R̂, L/n)
+    heldout_binomial              R ≤ Bin⁻(n, k, e^(−L)) = Bin⁻(n, k, δ/|F|)   (0-1 loss, k = n·R̂ errors)
 
-`var` is an ASSUMED upper bound on the loss variance, never a plug-in estimate (a 0-1 loss always has variance
-≤ 1/4, so var = 1/4 is always valid); V_n = Σ(ℓ_i − R̂)²/(n − 1) is the unbiased sample variance, which for a
-0-1 loss is k(n − k)/(n(n − 1)). Each bound is a one-sided tail bound at level δ/|F| plus a union bound
-over F.
+Each is a one-sided tail bound at level δ/|F| for one f plus a union bound over the |F| members, so it holds
+at exactly the δ passed. Everything is computed from L in log space: |F| may be a Python int like 10**1000,
+and δ/|F| need not be a representable float.
+
+The Bernstein forms. Bernstein's inequality (one-sided) for i.i.d. Y_i = R − ℓ_i with E Y_i = 0,
+Y_i ≤ C and Var Y_i = σ²: P[R − R̂ ≥ t] ≤ exp(−n t²/(2σ² + 2Ct/3)). Setting the right side to δ/|F| gives
+n t² = L(2σ² + 2Ct/3), whose positive root t = CL/(3n) + sqrt((CL/(3n))² + 2σ²L/n) is at most
+2CL/(3n) + sqrt(2σ²L/n) (sqrt(x + y) ≤ sqrt(x) + sqrt(y)); the union over F costs the ln|F| in L.
+  * assumption-free (the default, assume_var=None): a 0-1 loss has σ² = R(1 − R) exactly, so with
+    probability ≥ 1 − δ/|F| the true R satisfies R − R̂ ≤ 2L/(3n) + sqrt(2R(1 − R)L/n); R is then at most
+    the largest p ∈ [0, 1] satisfying it. With a = R̂ + 2L/(3n) and b = 2L/n every p ≤ a qualifies, and for
+    p > a squaring gives (1 + b)p² − (2a + b)p + a² ≤ 0, whose larger root is
+        p₊ = (2a + b + sqrt(b² + 4ab(1 − a))) / (2(1 + b))        (a < 1; the bound is 1 when a ≥ 1).
+    The quadratic is ≤ 0 at p = a (value ab(a − 1)) and ≥ 0 at p = 1 (value (1 − a)²), so a ≤ p₊ ≤ 1.
+  * assume_var = v: KKB's form with σ² ≤ v ASSUMED. For a 0-1 loss Var = R(1 − R), so a small v is an
+    assumption about R itself (v = 1e-6 at k = 480 of n = 1000 gives 0.482, below even Bin⁻ = 0.507); the
+    Bound's assumptions then say "assumes Var ≤ v". v ≥ 1/4 always holds for a 0-1 loss.
+V_n = Σ(ℓ_i − R̂)²/(n − 1) is the unbiased sample variance, for a 0-1 loss k(n − k)/(n(n − 1)); empirical
+Bernstein unions two events, hence ln(2|F|/δ) = L + ln 2; it is +∞ (vacuous) at n = 1.
 Only the 0-1 loss is offered at model level for now (C = 1); the numeric cores take any C.
 Ordering: binomial ≤ kl ≤ hoeffding (Pinsker: kl(q‖p) ≥ 2(p − q)²; the Chernoff bound dominates the exact
-tail).
+tail), and binomial ≤ assumption-free Bernstein (Bernstein's tail, too, bounds the exact binomial tail).
+Below k/n: every bound but the binomial one is ≥ k/n; Bin⁻(n, k, δ') < k/n can happen only when δ' > 1/2
+(P[Bin(n, k/n) ≤ k] ≥ 1/2 since the median of Bin(n, k/n) is k). A Bound below k/n has
+terms['below_empirical'] = 1.
 
 References:
     Kawaguchi, Kaelbling & Bengio, "Generalization in Deep Learning", arXiv:1710.05468 v5, §6 Proposition
     (generalization guarantee via validation) and its Bernstein form.
+    Boucheron, Lugosi & Massart, "Concentration Inequalities", 2013, Thm 2.10 and Cor. 2.11 (Bernstein).
     Maurer & Pontil, "Empirical Bernstein bounds and sample variance penalization", COLT 2009, Theorem 4.
     Langford, "Tutorial on practical prediction theory for classification", JMLR 6, 2005, Thm 3.3, Cor 3.7.
 """
@@ -37,7 +57,7 @@ from torch import nn
 from ..errors import check_choice, check_positive_float, check_positive_int, check_probability, param_error
 from ..evaluate import margins
 from . import BOUNDS
-from .kl import binomial_inverse_upper, check_counts, kl_inverse_upper
+from .kl import binomial_inverse_log, check_counts, kl_inverse_upper
 from .types import Bound
 
 QUANTITY = "0-1 population error of f (one member of a family F fixed before the held-out points were seen)"
@@ -48,7 +68,7 @@ REFS = {
     "heldout_hoeffding": "Kawaguchi, Kaelbling & Bengio 2017, arXiv:1710.05468 v5, §6 Proposition (Hoeffding "
                          "+ union bound over F)",
     "heldout_bernstein": "Kawaguchi, Kaelbling & Bengio 2017, arXiv:1710.05468 v5, §6 Proposition (Bernstein "
-                         "form with an assumed variance bound)",
+                         "form; Var = R(1 − R) solved for R unless assume_var is given)",
     "heldout_empirical_bernstein": "Maurer & Pontil 2009, Empirical Bernstein bounds and sample variance "
                                    "penalization, Theorem 4 (+ union bound over F)",
     "heldout_kl": "Langford 2005, Tutorial on practical prediction theory, Cor. 3.7 (Chernoff / kl form)",
@@ -59,38 +79,52 @@ REFS = {
 
 # ---- numeric cores (no model) ---------------------------------------------------------------------------
 
-def _common(n: Any, delta: Any, family_size: Any, where: str) -> tuple[int, float, int]:
-    return (check_positive_int(n, "n", where), check_probability(delta, "delta", where),
-            check_positive_int(family_size, "family_size", where))
+def log_confidence(n: Any, delta: Any, family_size: Any, where: str) -> tuple[int, float]:
+    """Validate (n, δ, |F|) and return (n, L) with L = ln|F| − ln δ > 0, exact for any Python int |F|."""
+    n = check_positive_int(n, "n", where)
+    delta = check_probability(delta, "delta", where)
+    family_size = check_positive_int(family_size, "family_size", where)
+    return n, math.log(family_size) - math.log(delta)
 
 
 def hoeffding_slack(n: int, delta: float, family_size: int = 1, loss_range: float = 1.0) -> float:
-    """C·sqrt(ln(|F|/δ)/(2n))."""
-    n, delta, family_size = _common(n, delta, family_size, "hoeffding_slack()")
+    """C·sqrt(L/(2n)), L = ln(|F|/δ)."""
+    n, log_term = log_confidence(n, delta, family_size, "hoeffding_slack()")
     loss_range = check_positive_float(loss_range, "loss_range", "hoeffding_slack()")
-    return loss_range * math.sqrt(math.log(family_size / delta) / (2 * n))
+    return loss_range * math.sqrt(log_term / (2 * n))
 
 
-def bernstein_slack(n: int, delta: float, var: float | None, family_size: int = 1,
+def bernstein_slack(n: int, delta: float, assume_var: float, family_size: int = 1,
                     loss_range: float = 1.0) -> float:
-    """2C·ln(|F|/δ)/(3n) + sqrt(2·var·ln(|F|/δ)/n), var an assumed bound on the loss variance."""
+    """2C·L/(3n) + sqrt(2·assume_var·L/n), assume_var an ASSUMED bound on the loss variance (KKB's form)."""
     where = "bernstein_slack()"
-    n, delta, family_size = _common(n, delta, family_size, where)
-    var = check_variance(var, where)
+    n, log_term = log_confidence(n, delta, family_size, where)
+    assume_var = check_assumed_variance(assume_var, where, required=True)
     loss_range = check_positive_float(loss_range, "loss_range", where)
-    log_term = math.log(family_size / delta)
-    return 2 * loss_range * log_term / (3 * n) + math.sqrt(2 * var * log_term / n)
+    return 2 * loss_range * log_term / (3 * n) + math.sqrt(2 * assume_var * log_term / n)
+
+
+def heldout_bernstein_value(n: int, k: int, delta: float, family_size: int = 1) -> float:
+    """The assumption-free Bernstein bound of a 0-1 loss: the larger root p₊ of (1 + b)p² − (2a + b)p + a²
+    with a = k/n + 2L/(3n), b = 2L/n (derivation in the module docstring); 1 when a ≥ 1."""
+    where = "heldout_bernstein_value()"
+    n, log_term = log_confidence(n, delta, family_size, where)
+    n, k = check_counts(n, k, where)
+    a, b = k / n + 2 * log_term / (3 * n), 2 * log_term / n
+    if a >= 1.0:
+        return 1.0
+    return min(1.0, (2 * a + b + math.sqrt(b * b + 4 * a * b * (1 - a))) / (2 * (1 + b)))
 
 
 def empirical_bernstein_slack(n: int, delta: float, sample_var: float, family_size: int = 1,
                               loss_range: float = 1.0) -> float:
-    """sqrt(2·V_n·ln(2|F|/δ)/n) + 7(b − a)·ln(2|F|/δ)/(3(n − 1)), V_n the unbiased sample variance; n ≥ 2."""
+    """sqrt(2·V_n·(L + ln 2)/n) + 7(b − a)·(L + ln 2)/(3(n − 1)), V_n the unbiased sample variance; n ≥ 2."""
     where = "empirical_bernstein_slack()"
-    _, delta, family_size = _common(n, delta, family_size, where)
+    _, log_term = log_confidence(n, delta, family_size, where)
     n = check_positive_int(n, "n", where, minimum=2)
     sample_var = check_positive_float(sample_var, "sample_var", where, allow_zero=True)
     loss_range = check_positive_float(loss_range, "loss_range", where)
-    log_term = math.log(2 * family_size / delta)
+    log_term += math.log(2)
     return math.sqrt(2 * sample_var * log_term / n) + 7 * loss_range * log_term / (3 * (n - 1))
 
 
@@ -102,58 +136,70 @@ def zero_one_sample_var(n: int, k: int) -> float:
 
 
 def heldout_binomial_value(n: int, k: int, delta: float, family_size: int = 1) -> float:
-    """Bin⁻(n, k, δ/|F|): the exact test-set bound."""
-    _, delta, family_size = _common(n, delta, family_size, "heldout_binomial_value()")
-    return binomial_inverse_upper(n, k, delta / family_size)
+    """Bin⁻(n, k, δ/|F|): the exact test-set bound, at ln(δ/|F|) = −L (no underflow for any |F|)."""
+    n, log_term = log_confidence(n, delta, family_size, "heldout_binomial_value()")
+    n, k = check_counts(n, k, "heldout_binomial_value()")
+    return binomial_inverse_log(n, k, -log_term)
 
 
 def heldout_kl_value(n: int, k: int, delta: float, family_size: int = 1) -> float:
-    """kl⁻¹(k/n, ln(|F|/δ)/n)."""
-    n, delta, family_size = _common(n, delta, family_size, "heldout_kl_value()")
+    """kl⁻¹(k/n, L/n)."""
+    n, log_term = log_confidence(n, delta, family_size, "heldout_kl_value()")
     n, k = check_counts(n, k, "heldout_kl_value()")
-    return kl_inverse_upper(k / n, math.log(family_size / delta) / n)
+    return kl_inverse_upper(k / n, log_term / n)
 
 
-def check_variance(var: Any, where: str) -> float:
-    """The assumed variance bound of the Bernstein form: required, a float > 0."""
-    if var is None or isinstance(var, bool) or not isinstance(var, (int, float)) or not 0 < var < math.inf:
-        raise param_error("var", where, "a float > 0: an ASSUMED upper bound on the variance of the loss "
-                          "(never a plug-in estimate)", var,
-                          "Pass var=0.25, the largest variance a 0-1 loss can have, when nothing better is "
-                          "known.")
-    return float(var)
+def check_assumed_variance(assume_var: Any, where: str, *, required: bool = False) -> float | None:
+    """The assumed variance bound of KKB's Bernstein form: None (assumption-free) unless required, else a
+    float > 0."""
+    if assume_var is None and not required:
+        return None
+    if (assume_var is None or isinstance(assume_var, bool) or not isinstance(assume_var, (int, float))
+            or not 0 < assume_var < math.inf):
+        expected = ("a float > 0" if required else "None (the assumption-free form) or a float > 0")
+        raise param_error("assume_var", where, f"{expected}: an ASSUMED upper bound on the variance of the "
+                          "loss (never a plug-in estimate)", assume_var,
+                          "Leave it out for the assumption-free Bernstein bound, or pass assume_var=0.25, the "
+                          "largest variance a 0-1 loss can have.")
+    return float(assume_var)
 
 
 # ---- Bound objects from counts (used by the model-level functions and by certify) -----------------------
 
 def heldout_bound(name: str, n: int, k: int, *, delta: float, family_size: int = 1,
-                  var: float | None = None) -> Bound:
-    """The held-out bound `name` for k errors among n held-out points, as a Bound (0-1 loss, C = 1)."""
+                  assume_var: float | None = None) -> Bound:
+    """The held-out bound `name` for k errors among n held-out points, as a Bound (0-1 loss, C = 1);
+    `assume_var` only for heldout_bernstein (None: assumption-free)."""
     where = f"{name}()"
-    n, delta, family_size = _common(n, delta, family_size, where)
+    n, log_term = log_confidence(n, delta, family_size, where)
     n, k = check_counts(n, k, where)
     emp = k / n
     terms: dict[str, float] = {"n": float(n), "errors": float(k), "empirical_error": emp,
-                               "family_size": float(family_size), "delta_per_member": delta / family_size}
+                               "log_family_size": math.log(family_size), "log_confidence": log_term}
+    assumptions = ASSUMPTIONS
     if name == "heldout_hoeffding":
-        terms["slack"] = hoeffding_slack(n, delta, family_size)
-        value = emp + terms["slack"]
+        value = emp + hoeffding_slack(n, delta, family_size)
     elif name == "heldout_bernstein":
-        terms["var_assumed"] = check_variance(var, where)
-        terms["slack"] = bernstein_slack(n, delta, var, family_size)
-        value = emp + terms["slack"]
+        assume_var = check_assumed_variance(assume_var, where)
+        if assume_var is None:
+            value = heldout_bernstein_value(n, k, delta, family_size)
+        else:
+            terms["var_assumed"] = assume_var
+            value = emp + bernstein_slack(n, delta, assume_var, family_size)
+            assumptions += (f"assumes Var ≤ {assume_var:g} for the 0-1 loss of f, i.e. R(1 − R) ≤ "
+                            f"{assume_var:g}: an assumption about the population error R itself",)
     elif name == "heldout_empirical_bernstein":
         terms["sample_var"] = zero_one_sample_var(n, k) if n >= 2 else 0.0
-        terms["slack"] = empirical_bernstein_slack(n, delta, terms["sample_var"], family_size)
-        value = emp + terms["slack"]
+        # M&P's 7C·L/(3(n − 1)) is infinite at n = 1: the bound exists (vacuous), rather than an error
+        value = emp + empirical_bernstein_slack(n, delta, terms["sample_var"], family_size) if n >= 2 else math.inf
     elif name == "heldout_kl":
         value = heldout_kl_value(n, k, delta, family_size)
-        terms["slack"] = value - emp
     else:
         check_choice(name, "name", "heldout_bound()", REFS)
         value = heldout_binomial_value(n, k, delta, family_size)
-        terms["slack"] = value - emp
-    return Bound(name, value, delta, QUANTITY, terms, REFS[name], ASSUMPTIONS)
+    terms["slack"] = value - emp
+    terms["below_empirical"] = float(value < emp)      # only Bin⁻ at δ/|F| > 1/2 (module docstring)
+    return Bound(name, value, delta, QUANTITY, terms, REFS[name], assumptions)
 
 
 # ---- model-level bound functions -------------------------------------------------------------------------
@@ -165,10 +211,10 @@ def count_errors(model: nn.Module, data: tuple[torch.Tensor, torch.Tensor]) -> t
 
 
 def _model_bound(name: str, model: nn.Module, data: tuple, delta: float, family_size: int, loss: str,
-                 var: float | None = None) -> Bound:
+                 assume_var: float | None = None) -> Bound:
     check_choice(loss, "loss", f"{name}()", ("zero_one",))
     n, k = count_errors(model, data)
-    return heldout_bound(name, n, k, delta=delta, family_size=family_size, var=var)
+    return heldout_bound(name, n, k, delta=delta, family_size=family_size, assume_var=assume_var)
 
 
 @BOUNDS.register("heldout_binomial", quantity=QUANTITY, reference=REFS["heldout_binomial"],
@@ -181,7 +227,7 @@ def heldout_binomial(model: nn.Module, data: tuple, *, delta: float, family_size
 @BOUNDS.register("heldout_kl", quantity=QUANTITY, reference=REFS["heldout_kl"], needs=("model", "data"),
                  held_out=True)
 def heldout_kl(model: nn.Module, data: tuple, *, delta: float, family_size: int = 1) -> Bound:
-    """kl⁻¹(R̂, ln(|F|/δ)/n) on the held-out `data`."""
+    """kl⁻¹(R̂, L/n), L = ln(|F|/δ), on the held-out `data`."""
     return _model_bound("heldout_kl", model, data, delta, family_size, "zero_one")
 
 
@@ -196,10 +242,11 @@ def heldout_hoeffding(model: nn.Module, data: tuple, *, delta: float, family_siz
 @BOUNDS.register("heldout_bernstein", quantity=QUANTITY, reference=REFS["heldout_bernstein"],
                  needs=("model", "data"), held_out=True)
 def heldout_bernstein(model: nn.Module, data: tuple, *, delta: float, family_size: int = 1,
-                      var: float | None = None, loss: str = "zero_one") -> Bound:
-    """R̂ + 2·ln(|F|/δ)/(3n) + sqrt(2·var·ln(|F|/δ)/n); `var` (required) an assumed variance bound."""
-    check_variance(var, "heldout_bernstein()")
-    return _model_bound("heldout_bernstein", model, data, delta, family_size, loss, var)
+                      assume_var: float | None = None, loss: str = "zero_one") -> Bound:
+    """Bernstein with Var = R(1 − R) solved for R (assumption-free), or KKB's R̂ + 2L/(3n) +
+    sqrt(2·assume_var·L/n) when `assume_var` (an ASSUMED variance bound) is given."""
+    check_assumed_variance(assume_var, "heldout_bernstein()")
+    return _model_bound("heldout_bernstein", model, data, delta, family_size, loss, assume_var)
 
 
 @BOUNDS.register("heldout_empirical_bernstein", quantity=QUANTITY,
