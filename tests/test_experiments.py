@@ -64,3 +64,11 @@ def test_two_phase_budgets_share_one_standard_baseline():
     others = {b: {j.signature for j in jobs if j.config["hp"]["mode"] != "standard"} for b, jobs in by_budget.items()}
     assert standard["epochs"] == standard["steps"] and len(standard["epochs"]) == 1
     assert not others["epochs"] & others["steps"]
+
+
+@pytest.mark.parametrize("name", EXPERIMENTS.names())
+def test_job_is_a_module_level_function_that_pickles_by_reference(name):
+    import pickle
+    job = EXPERIMENTS.get(name).obj.job
+    assert callable(job) and job.__module__.startswith("gapbench.experiments.")
+    assert pickle.loads(pickle.dumps(job)) is job

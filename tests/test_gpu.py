@@ -12,10 +12,10 @@ import math
 import pytest
 import torch
 
+from gapbench.analysis.deep_paths import TwoPhaseNet
 from gapbench.bounds import bound
 from gapbench.config import ModelConfig, RunConfig, Runtime, TrainConfig
 from gapbench.data.types import Dataset, Split
-from gapbench.deep_paths import TwoPhaseNet
 from gapbench.measures import measure
 from gapbench.models import build_model
 from gapbench.train import fit

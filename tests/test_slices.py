@@ -3,7 +3,7 @@ import math
 import torch
 from torch import nn
 
-from gapbench.slices import fitted_threshold, local_disagreement, plane_basis, slice_image, spherical_label
+from gapbench.analysis.slices import fitted_threshold, local_disagreement, plane_basis, slice_image, spherical_label
 
 
 class SphereRule(nn.Module):

@@ -11,6 +11,7 @@ from __future__ import annotations
 from ..config import DataConfig, ModelConfig, RunConfig, TrainConfig, to_dict
 from . import register
 from .base import Claim, Experiment
+from .jobs import train_measure
 from .plotting import loglog_panel
 from .table import slope_of
 
@@ -71,7 +72,7 @@ EXPERIMENT = register(Experiment(
                   "seeds": 2},
     },
     points=points,
-    job="gapbench.jobs:train_measure",
+    job=train_measure,
     claims=(Claim("identity_exact", "|LHS − RHS| ≤ 1e-6·max(1, |LHS|) for every model", _identity),),
     plot=plot,
     slopes=slopes,

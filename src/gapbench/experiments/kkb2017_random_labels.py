@@ -7,6 +7,7 @@ from __future__ import annotations
 from ..config import DataConfig, ModelConfig, RunConfig, TrainConfig, to_dict
 from . import register
 from .base import Claim, Experiment
+from .jobs import train_measure
 
 NORMS = ("spectral_product", "frobenius_product", "path_norm_l2", "dist_from_init_fro", "bartlett2017_complexity")
 
@@ -90,7 +91,7 @@ EXPERIMENT = register(Experiment(
         "paper": {**BASE, "n_train": 10000, "seeds": 2, "width": 1024, "max_epochs": 400},
     },
     points=points,
-    job="gapbench.jobs:train_measure",
+    job=train_measure,
     claims=(Claim("memorizes", "train error ≤ 0.01 at every label-noise fraction", _train_error),
             Claim("test_error_increases", "test error increases with the label-noise fraction",
                   _test_error_increases),

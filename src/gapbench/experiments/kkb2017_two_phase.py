@@ -16,6 +16,7 @@ import numpy as np
 from ..config import DataConfig, ModelConfig, RunConfig, TrainConfig, to_dict
 from ..errors import check_choice
 from . import register
+from .analysis_jobs import two_phase_job
 from .base import Claim, Experiment
 
 MODES = ("standard", "two_phase", "last_layer")
@@ -142,7 +143,7 @@ EXPERIMENT = register(Experiment(
                   "seeds": 3},   # one seed's test accuracy moves by ~0.1 %, the size of the effect measured
     },
     points=points,
-    job="gapbench.two_phase:two_phase_job",
+    job=two_phase_job,
     claims=(Claim("accuracy_ratio", "two-phase ÷ standard test accuracy ≥ 0.998 at every α", _ratio_claim),
             Claim("rigorous_bound_valid", "the rigorous bound is ≥ the test error", _bound_valid)),
     plot=plot,

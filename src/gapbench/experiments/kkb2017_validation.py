@@ -17,6 +17,7 @@ from scipy.stats import kendalltau
 from ..config import DataConfig, ModelConfig, RunConfig, TrainConfig, to_dict
 from . import register
 from .base import Claim, Experiment
+from .jobs import train_measure
 
 HELDOUT = ("heldout_binomial", "heldout_kl", "heldout_hoeffding", "heldout_empirical_bernstein",
            "heldout_bernstein")
@@ -126,7 +127,7 @@ EXPERIMENT = register(Experiment(
                   "epochs": [1, 5, 20]},
     },
     points=points,
-    job="gapbench.jobs:train_measure",
+    job=train_measure,
     claims=(Claim("bounds_hold", "every bound ≥ test error (≤ 5 % exceptions at δ = 0.05)", _violations),
             Claim("best_model_tight", "binomial bound − test error ≤ 0.03 for the selected model", _best_model_gap),
             Claim("norms_do_not_order", "no norm measure orders models better than the validation bound",

@@ -14,6 +14,7 @@ from __future__ import annotations
 from ..config import DataConfig, ModelConfig, RunConfig, TrainConfig, to_dict
 from . import register
 from .base import Claim, Experiment
+from .jobs import train_pair
 from .plotting import loglog_panel
 from .table import slope_of
 
@@ -113,7 +114,7 @@ EXPERIMENT = register(Experiment(
         "paper": PAPER,
     },
     points=points,
-    job="gapbench.jobs:train_pair",
+    job=train_pair,
     claims=(
         Claim("test_error_decreases", "test-error slope < 0 (paper: −0.43)",
               _slope_claim(lambda p: "test_error", -1, "paper: −0.43")),

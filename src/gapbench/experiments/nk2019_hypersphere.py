@@ -13,6 +13,7 @@ from __future__ import annotations
 from ..config import DataConfig, ModelConfig, RunConfig, TrainConfig, to_dict
 from . import register
 from .base import Claim, Experiment
+from .jobs import train_measure
 from .plotting import loglog_panel
 from .table import slope_of
 
@@ -77,7 +78,7 @@ EXPERIMENT = register(Experiment(
                   "width": 100000},
     },
     points=points,
-    job="gapbench.jobs:train_measure",
+    job=train_measure,
     claims=(Claim("test_error_decreases", "test error decreases with m", _test_error_decreases),
             Claim("sprime_error_ge_095", "error on S' ≥ 0.95 at every m", _sprime)),
     plot=plot,

@@ -17,8 +17,10 @@ from typing import Any
 
 from ..config import Runtime, signature
 from ..errors import GapbenchError
+from ..sweep import Job
 from . import get
 from .base import ClaimResult, Experiment
+from .jobs import model_signatures
 from .table import Table
 
 STORE_NAME = "gapbench.sqlite"
@@ -61,7 +63,6 @@ class Outcome:
 
 def jobs_for(exp: Experiment, params: dict[str, Any]):
     """The sweep jobs of a parameter set, deduplicated, in grid order."""
-    from ..sweep import Job
     jobs, seen = [], set()
     for config in exp.points(params):
         sig = signature(config)
@@ -82,7 +83,6 @@ def flatten(prefix: str, value: Any, out: dict[str, Any]) -> None:
 def rows_for(store, exp: Experiment, jobs) -> list[dict[str, Any]]:
     """One row per stored job of this grid: hp.* from the config's 'hp' section, the job's signature, status
     and checkpoint with the signature(s) of the model(s) it trained (jobs.model_signatures), then the values."""
-    from ..jobs import model_signatures
     stored = {r.signature: r for r in store.runs(exp.name)}
     rows = []
     for job in jobs:

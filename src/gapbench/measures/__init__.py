@@ -10,7 +10,7 @@
 Every measure is pure (the model, init and data are never modified), computed in float64 on the model's
 device, deterministic for a given ``seed`` and never uses the global RNG. Per-layer values:
 :func:`per_layer`; per-example margins: :func:`per_example_margins`; per-output path norms:
-:func:`gapbench.deep_paths.path_norms_per_output`.
+:func:`gapbench.analysis.deep_paths.path_norms_per_output`.
 
 Modules: :mod:`.norms` (Frobenius, spectral, distance from init, counts), :mod:`.conv` (operator norms of
 conv layers), :mod:`.margins`, :mod:`.paths` (path norms), :mod:`.complexity` (Bartlett 2017, Neyshabur

@@ -1,4 +1,4 @@
-"""Job functions the sweep runs: train one model (or a pair from the same init), checkpoint it, measure it.
+"""The training jobs the sweep runs: train one model (or a pair from the same init), checkpoint it, measure it.
 
 A job config is a JSON dict:
 
@@ -20,18 +20,26 @@ path) and `model_signature` (`model_signature_b` for draw b of a pair, beside it
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from .config import RunConfig, Runtime, from_dict, signature
-from .evaluate import margins, zero_one_error
+from .. import checkpoint
+from ..analysis.deep_paths import gap_decomposition
+from ..bounds import bound
+from ..config import RunConfig, Runtime, from_dict, signature
+from ..data import load_data
+from ..evaluate import margins, zero_one_error
+from ..measures import measure, per_layer
+from ..sweep import JobResult
+from ..train import fit
 
 
-def _load(cfg: RunConfig, runtime: Runtime):
-    from .data import load_data
+def load_for(cfg: RunConfig, runtime: Runtime):
+    """The dataset `cfg` trains on, loaded from runtime.data_dir onto runtime.device."""
     return load_data(cfg.data, data_dir=runtime.data_dir, device=runtime.device)
 
 
@@ -54,15 +62,12 @@ def model_signatures(config: dict[str, Any]) -> dict[str, str]:
 
 def _draw_b(cfg_a: RunConfig, config: dict[str, Any]) -> RunConfig:
     """A pair's second draw: the same config with data.subset_seed = config['pair_subset_seed']."""
-    import dataclasses
     return dataclasses.replace(cfg_a, data=dataclasses.replace(cfg_a.data,
                                                                subset_seed=int(config["pair_subset_seed"])))
 
 
-def _train_or_reuse(cfg: RunConfig, data, runtime: Runtime, out_dir: Path):
+def train_or_reuse(cfg: RunConfig, data, runtime: Runtime, out_dir: Path):
     """Train `cfg`, or load its checkpoint when one with the same RunConfig signature exists."""
-    from . import checkpoint
-    from .train import fit
     path = checkpoint_path(out_dir, cfg)
     if path.exists():
         try:
@@ -98,8 +103,6 @@ def basic_values(run, data) -> dict[str, float]:
 
 def measure_quantities(run, data, quantities: list[dict[str, Any]]) -> dict[str, float]:
     """Evaluate the configured measures and bounds on a trained run."""
-    from .bounds import bound
-    from .measures import measure, per_layer
     values: dict[str, float] = {}
     init = run.init_model()
     for q in quantities:
@@ -127,7 +130,6 @@ def theorem7_values(model, train, population, *, n_population: int, top_k: int) 
     """KKB Theorem 7 on a trained net: both sides of the identity and each factor, as flat columns.
 
     The population expectation is the average over the first n_population points of `population`."""
-    from .deep_paths import gap_decomposition
     pop = (population.x[:n_population], population.y[:n_population])
     dec = gap_decomposition(model, (train.x, train.y), pop, top_k=top_k)
     out = {"thm7_lhs": float(dec.lhs), "thm7_rhs": float(dec.rhs),
@@ -144,12 +146,11 @@ def theorem7_values(model, train, population, *, n_population: int, top_k: int) 
 
 def train_measure(config: dict[str, Any], runtime: Runtime, out_dir: Path):
     """Train one model from config['run'], checkpoint it, and measure config['quantities']."""
-    from .sweep import JobResult
     torch.set_num_threads(runtime.threads)
     cfg = from_dict(RunConfig, config["run"])
-    data = _load(cfg, runtime)
+    data = load_for(cfg, runtime)
     start = time.perf_counter()
-    run, path = _train_or_reuse(cfg, data, runtime, out_dir)
+    run, path = train_or_reuse(cfg, data, runtime, out_dir)
     if run.status == "failed":
         return JobResult({"epochs": float(run.epochs), "steps": float(run.steps)}, status="failed",
                          reason=run.reason, checkpoint=str(path))
@@ -164,8 +165,6 @@ def train_pair(config: dict[str, Any], runtime: Runtime, out_dir: Path):
     config with data.subset_seed = config['pair_subset_seed'] (draw b; same init_seed and SGD seed), then
     measure both. Draw a's values are the plain columns, draw b's carry a '_b' suffix, and
     'dist_between_fro' is ‖W_a − W_b‖_F over all weight layers."""
-    from .measures import measure
-    from .sweep import JobResult
     torch.set_num_threads(runtime.threads)
     cfg_a = from_dict(RunConfig, config["run"])
     cfg_b = _draw_b(cfg_a, config)
@@ -173,8 +172,8 @@ def train_pair(config: dict[str, Any], runtime: Runtime, out_dir: Path):
     values: dict[str, float] = {}
     runs, paths = [], []
     for cfg, suffix in ((cfg_a, ""), (cfg_b, "_b")):
-        data = _load(cfg, runtime)
-        run, path = _train_or_reuse(cfg, data, runtime, out_dir)
+        data = load_for(cfg, runtime)
+        run, path = train_or_reuse(cfg, data, runtime, out_dir)
         if run.status == "failed":
             return JobResult({"epochs" + suffix: float(run.epochs)}, status="failed",
                              reason=f"draw{suffix or '_a'}: {run.reason}", checkpoint=str(path))
