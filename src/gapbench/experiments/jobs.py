@@ -4,11 +4,8 @@ A job config is a JSON dict:
 
     {"hp": {...},                 # the grid point's parameters, shown as hp.* columns
      "run": {...},                # a RunConfig as a dict (config.to_dict)
-     "quantities": [              # what to measure after training
-        {"measure": "spectral_product", "as": "spectral_product", "split": "train", "params": {...}},
-        {"per_layer": "dist_from_init_fro"},      # one column per weight layer: dist_from_init_fro_l0, ...
-        {"bound": "heldout_binomial", "split": "val", "params": {"family_size": 27}, "delta": 0.05},
-     ]}
+     "quantities": [...]}         # what to measure after training: the JSON form of typed quantity specs
+                                  # (gapbench.experiments.quantities: MeasureSpec, PerLayerSpec, BoundSpec, ...)
 
 Every value is a float; a bound contributes its value (and `vacuous` is derivable). The whole dict is the
 job's signature (the results row's `signature`), so changing what is measured re-runs the job. A checkpoint
@@ -29,13 +26,23 @@ import torch
 
 from .. import checkpoint
 from ..analysis.deep_paths import gap_decomposition
-from ..bounds import bound
+from ..bounds import BOUNDS, bound
 from ..config import RunConfig, Runtime, from_dict, signature
 from ..data import load_data
 from ..evaluate import margins, zero_one_error
 from ..measures import measure, per_layer
 from ..sweep import JobResult
 from ..train import fit
+from .quantities import (
+    DEFAULT_DELTA,
+    DEFAULT_SPLIT,
+    DEFAULT_TOP_K,
+    DecompositionSpec,
+    MeasureSpec,
+    PerLayerSpec,
+    QuantitySpec,
+    from_json,
+)
 
 
 def load_for(cfg: RunConfig, runtime: Runtime):
@@ -102,28 +109,31 @@ def basic_values(run, data) -> dict[str, float]:
 
 
 def measure_quantities(run, data, quantities: list[dict[str, Any]]) -> dict[str, float]:
-    """Evaluate the configured measures and bounds on a trained run."""
+    """Evaluate a job config's quantity specs (gapbench.experiments.quantities) on a trained run."""
     values: dict[str, float] = {}
     init = run.init_model()
-    for q in quantities:
-        split = data.split(q.get("split", "train"))
-        params = dict(q.get("params", {}))
-        if "measure" in q:
-            key = q.get("as", q["measure"])
-            values[key] = float(measure(q["measure"], run.model, split, init=init, **params))
-        elif "per_layer" in q:
-            prefix = q.get("as", q["per_layer"])
-            for layer, value in enumerate(per_layer(q["per_layer"], run.model, split, init=init, **params)):
-                values[f"{prefix}_l{layer}"] = float(value)
-        elif "decomposition" in q:
-            values.update(theorem7_values(run.model, split, data.split(q["population"]),
-                                          n_population=int(q["n_population"]), top_k=int(q.get("top_k", 5))))
-        else:
-            key = q.get("as", q["bound"])
-            if q.get("needs_init"):
-                params["init"] = init
-            values[key] = float(bound(q["bound"], run.model, split, delta=q.get("delta", 0.05), **params).value)
+    for spec in map(from_json, quantities):
+        values.update(_evaluate(spec, run.model, data, init))
     return values
+
+
+def _evaluate(spec: QuantitySpec, model, data, init) -> dict[str, float]:
+    """{column: value} of one quantity spec."""
+    split = data.split(spec.split or DEFAULT_SPLIT)
+    if isinstance(spec, DecompositionSpec):
+        return theorem7_values(model, split, data.split(spec.population), n_population=int(spec.n_population),
+                               top_k=int(spec.top_k or DEFAULT_TOP_K))
+    params = dict(spec.params or {})
+    if isinstance(spec, MeasureSpec):
+        return {spec.as_ or spec.measure: float(measure(spec.measure, model, split, init=init, **params))}
+    if isinstance(spec, PerLayerSpec):
+        prefix = spec.as_ or spec.per_layer
+        return {f"{prefix}_l{layer}": float(value)
+                for layer, value in enumerate(per_layer(spec.per_layer, model, split, init=init, **params))}
+    if "init" in BOUNDS.get(spec.bound).meta["needs"]:    # the registry says what the bound consumes
+        params["init"] = init
+    delta = DEFAULT_DELTA if spec.delta is None else spec.delta
+    return {spec.as_ or spec.bound: float(bound(spec.bound, model, split, delta=delta, **params).value)}
 
 
 def theorem7_values(model, train, population, *, n_population: int, top_k: int) -> dict[str, float]:

@@ -13,6 +13,7 @@ from . import register
 from .base import Claim, Experiment
 from .jobs import train_measure
 from .plotting import loglog_panel
+from .quantities import DecompositionSpec, quantities_json
 from .table import slope_of
 
 
@@ -29,8 +30,9 @@ def points(p):
                 train=TrainConfig(loss="squared", lr=p["lr"], batch_size=p["batch_size"], max_epochs=p["max_epochs"],
                                   stop="epochs", sgd_seed=seed))
             out.append({"hp": {"n_train": m, "seed": seed, "dataset": p["dataset"]}, "run": to_dict(run),
-                        "quantities": [{"decomposition": "thm7", "split": "train", "population": "test",
-                                        "n_population": p["n_population"], "top_k": 5}]})
+                        "quantities": quantities_json([DecompositionSpec(
+                            "thm7", population="test", n_population=p["n_population"], split="train",
+                            top_k=5)])})
     return out
 
 

@@ -8,14 +8,15 @@ from ..config import DataConfig, ModelConfig, RunConfig, TrainConfig, to_dict
 from . import register
 from .base import Claim, Experiment
 from .jobs import train_measure
+from .quantities import BoundSpec, MeasureSpec, quantities_json
 
 NORMS = ("spectral_product", "frobenius_product", "path_norm_l2", "dist_from_init_fro", "bartlett2017_complexity")
 
 
 def points(p):
     family = len(p["label_noise"]) * p["seeds"]
-    quantities = ([{"bound": "heldout_binomial", "split": "val", "params": {"family_size": family}, "delta": 0.05}]
-                  + [{"measure": n} for n in NORMS])
+    quantities = quantities_json([BoundSpec("heldout_binomial", split="val", params={"family_size": family},
+                                            delta=0.05)] + [MeasureSpec(n) for n in NORMS])
     out = []
     for noise in p["label_noise"]:
         for seed in range(p["seeds"]):

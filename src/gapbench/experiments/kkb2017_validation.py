@@ -18,6 +18,7 @@ from ..config import DataConfig, ModelConfig, RunConfig, TrainConfig, to_dict
 from . import register
 from .base import Claim, Experiment
 from .jobs import train_measure
+from .quantities import BoundSpec, MeasureSpec, quantities_json
 
 HELDOUT = ("heldout_binomial", "heldout_kl", "heldout_hoeffding", "heldout_empirical_bernstein",
            "heldout_bernstein")
@@ -30,18 +31,16 @@ def _grid(p):
     return list(itertools.product(p["width"], p["depth"], p["lr"], p["epochs"], p["label_noise"]))
 
 
-def _bounds(family: int, suffix: str) -> list[dict]:
-    out = []
-    for name in HELDOUT:
-        params = {"family_size": family}     # heldout_bernstein: the assumption-free form (no assume_var)
-        out.append({"bound": name, "as": name + suffix, "split": "val", "params": params, "delta": 0.05})
-    return out
+def _bounds(family: int, suffix: str) -> list[BoundSpec]:
+    # heldout_bernstein: the assumption-free form (no assume_var)
+    return [BoundSpec(name, as_=name + suffix, split="val", params={"family_size": family}, delta=0.05)
+            for name in HELDOUT]
 
 
 def points(p):
     grid = _grid(p)
     family = len(grid)
-    quantities = _bounds(family, "") + _bounds(BIG_FAMILY, "_F1e9") + [{"measure": n} for n in NORMS]
+    quantities = quantities_json(_bounds(family, "") + _bounds(BIG_FAMILY, "_F1e9") + [MeasureSpec(n) for n in NORMS])
     configs = []
     for width, depth, lr, epochs, noise in grid:
         run = RunConfig(

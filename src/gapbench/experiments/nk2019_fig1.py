@@ -16,6 +16,7 @@ from . import register
 from .base import Claim, Experiment
 from .jobs import train_pair
 from .plotting import loglog_panel
+from .quantities import MeasureSpec, PerLayerSpec, QuantitySpec, quantities_json
 from .table import slope_of
 
 COMPLEXITIES = ("bartlett2017_complexity", "neyshabur2018_complexity")
@@ -32,15 +33,14 @@ def run_config(p, m: int, pair: int) -> RunConfig:
                           sgd_seed=pair))
 
 
-def quantities(p, m: int) -> list[dict]:
-    out = [{"measure": "dist_from_init_fro"}, {"measure": "spectral_product"},
-           {"per_layer": "dist_from_init_fro"}]
+def quantities(p, m: int) -> list[QuantitySpec]:
+    out = [MeasureSpec("dist_from_init_fro"), MeasureSpec("spectral_product"), PerLayerSpec("dist_from_init_fro")]
     for name in COMPLEXITIES:
-        out.append({"measure": name})
-        out.append({"measure": name, "as": f"{name}_normalized",
-                    "params": {"normalize": "gamma_sqrt_m", "gamma": p["gamma"]}})
-        out.append({"measure": name, "as": f"{name}_normalized_median",
-                    "params": {"normalize": "gamma_sqrt_m", "gamma": "median"}})
+        out.append(MeasureSpec(name))
+        out.append(MeasureSpec(name, as_=f"{name}_normalized",
+                               params={"normalize": "gamma_sqrt_m", "gamma": p["gamma"]}))
+        out.append(MeasureSpec(name, as_=f"{name}_normalized_median",
+                               params={"normalize": "gamma_sqrt_m", "gamma": "median"}))
     return out
 
 
@@ -48,7 +48,7 @@ def points(p):
     return [{"hp": {"n_train": m, "pair": pair, "batch_size": p["batch_size"], "loss": p["loss"],
                     "depth": p["depth"], "width": p["width"], "gamma": p["gamma"]},
              "run": to_dict(run_config(p, m, pair)), "pair_subset_seed": 2 * pair + 1,
-             "quantities": quantities(p, m)}
+             "quantities": quantities_json(quantities(p, m))}
             for m in p["m"] for pair in range(p["pairs"])]
 
 
