@@ -271,8 +271,12 @@ def test_pacbayes_kl_is_deterministic_pure_and_consistent():
 def test_pacbayes_errors():
     model = ref.argmax_model()
     x, y = labelled(20, 2)
-    with pytest.raises(GapbenchError, match=r"The 'init' parameter of pacbayes_kl\(\) must be"):
-        bound("pacbayes_kl", model, (x, y), delta=0.05)
+    with pytest.raises(GapbenchError, match=r"The 'init' parameter of bound\('pacbayes_kl'\) must be the initial "
+                       r"weights .* Got None instead\. 'pacbayes_kl' is computed against the initialization"):
+        bound("pacbayes_kl", model, (x, y), delta=0.05)          # its registry needs say 'init'
+    with pytest.raises(GapbenchError, match=r"The 'init' parameter of pacbayes_kl\(\) must be a Run, an nn.Module "
+                       r"or a state_dict\. Got 'NoneType' instead"):
+        pacbayes_kl(model, (x, y), delta=0.05, init=None)       # called directly
     with pytest.raises(GapbenchError, match=r"The 'delta_mc' parameter of pacbayes_kl\(\) must be a float in "
                        r"\(0, delta\) = \(0, 0.05\).*Got 0.05 instead\. The PAC-Bayes step gets delta − delta_mc"):
         bound("pacbayes_kl", model, (x, y), delta=0.05, init=model, delta_mc=0.05)

@@ -236,5 +236,5 @@ def kkb2017_theorem8(model: nn.Module, data: tuple[torch.Tensor, torch.Tensor], 
                   "(E = its mean, i over S∖S_αm): this is an estimate, not a bound"), is_estimate=True)
 
 
-BOUNDS.register("kkb2017_theorem8", quantity=QUANTITY, reference=REFERENCE,
-                needs=("model", "data", "delta"))(kkb2017_theorem8)
+BOUNDS.register("kkb2017_theorem8", kkb2017_theorem8, quantity=QUANTITY, reference=REFERENCE,
+                needs=("model", "data", "delta"))

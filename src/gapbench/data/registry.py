@@ -147,24 +147,24 @@ def _test_seed(options: dict[str, Any], name: str) -> int:
     return check_positive_int(options["test_seed"], "test_seed", f"load_data('{name}')", minimum=0)
 
 
-DATASETS.add("mnist", _idx_loader("mnist"),
+DATASETS.register("mnist", _idx_loader("mnist"),
              description="60k/10k 28x28 handwritten digits, pixels in [0, 1], shape (1, 28, 28)",
              reference="LeCun, Cortes & Burges 1998, The MNIST database of handwritten digits",
              kind="file", params=dict(FILE_PARAMS))
-DATASETS.add("fashion_mnist", _idx_loader("fashion_mnist"),
+DATASETS.register("fashion_mnist", _idx_loader("fashion_mnist"),
              description="60k/10k 28x28 clothing images (MNIST's IDX format), pixels in [0, 1]",
              reference="Xiao, Rasul & Vollgraf 2017, Fashion-MNIST, arXiv:1708.07747",
              kind="file", params=dict(FILE_PARAMS))
-DATASETS.add("cifar10", _load_cifar10,
+DATASETS.register("cifar10", _load_cifar10,
              description="50k/10k 32x32 colour images, 10 classes (python-pickle distribution), (3, 32, 32)",
              reference="Krizhevsky 2009, Learning Multiple Layers of Features from Tiny Images",
              kind="file", params=dict(FILE_PARAMS))
-DATASETS.add("hypersphere", _load_hypersphere,
+DATASETS.register("hypersphere", _load_hypersphere,
              description="two concentric spheres in R^dim, label 0 inner, 1 outer; extra split S' (sprime)",
              reference="Nagarajan & Kolter 2019, NeurIPS, §4 (defaults: NK's blog, dim 500, radii 1 / 1.2)",
              kind="generated",
              params={"dim": 500, "r_inner": 1.0, "r_outer": 1.2, "test_seed": 0})
-DATASETS.add("nk_linear", _load_nk_linear,
+DATASETS.register("nk_linear", _load_nk_linear,
              description="NK's linear example x = (2y·u, N(0, noise_var_scale/D·I_D)); extra split S' (-x2)",
              reference="Nagarajan & Kolter 2019, NeurIPS, §3 (constants reconstructed [verify])",
              kind="generated",

@@ -11,7 +11,7 @@ EXPERIMENTS: Registry[Experiment] = Registry("experiment")
 
 def register(exp: Experiment) -> Experiment:
     """Register an experiment (used by the paper modules and by tests that define their own)."""
-    EXPERIMENTS.add(exp.name, exp, paper=exp.paper, figure=exp.figure, reference=exp.paper)
+    EXPERIMENTS.register(exp.name, exp, paper=exp.paper, figure=exp.figure, reference=exp.paper)
     return exp
 
 

@@ -24,7 +24,7 @@ import math
 import torch
 from torch import nn
 
-from ._base import XY, double_copy, input_shape_of, register, where
+from ._base import MEASURES, XY, double_copy, input_shape_of, where
 
 
 def path_norms(model: nn.Module, p: float, data: XY | None = None, input_shape=None,
@@ -35,7 +35,7 @@ def path_norms(model: nn.Module, p: float, data: XY | None = None, input_shape=N
     return path_norms_per_output(double_copy(model), p, input_shape=input_shape_of(data, input_shape, caller))
 
 
-@register("path_norm_l2", kind="path", needs_data=False, needs_init=False, higher_is_better=False,
+@MEASURES.register("path_norm_l2", kind="path", needs_data=False, needs_init=False, higher_is_better=False,
           reference="Neyshabur, Tomioka & Srebro 2015, §4 (ℓ2 path norm); Kawaguchi, Kaelbling & Bengio "
                     "2017/2020, §5 (‖w̄_k‖₂), aggregated as sqrt(Σ_k ‖w̄_k‖₂²)")
 def path_norm_l2(model: nn.Module, data: XY | None, init: nn.Module | None, *, input_shape=None) -> float:
@@ -44,7 +44,7 @@ def path_norm_l2(model: nn.Module, data: XY | None, init: nn.Module | None, *, i
     return math.sqrt(float(norms.pow(2).sum()))
 
 
-@register("path_norm_l1", kind="path", needs_data=False, needs_init=False, higher_is_better=False,
+@MEASURES.register("path_norm_l1", kind="path", needs_data=False, needs_init=False, higher_is_better=False,
           reference="Neyshabur, Tomioka & Srebro 2015, §4 (ℓ1 path norm); Kawaguchi, Kaelbling & Bengio "
                     "2017/2020, Thm 8 (Σ_k ‖w̄_k‖₁)")
 def path_norm_l1(model: nn.Module, data: XY | None, init: nn.Module | None, *, input_shape=None) -> float:
