@@ -176,7 +176,7 @@ def test_error_messages():
     model = ref.argmax_model()
     with pytest.raises(
         GapbenchError,
-        match=r"The 'delta' parameter of bound\(\) must be a float in \(0, 1\)\. "
+        match=r"The 'delta' parameter of heldout_binomial\(\) must be a float in \(0, 1\)\. "
         r"Got 1\.5 instead\.",
     ):
         bound("heldout_binomial", model, (x, y), delta=1.5)
@@ -417,3 +417,17 @@ def test_bartlett2017_refuses_other_architectures():
     tanh_net = nn.Sequential(nn.Linear(2, 3, bias=False), nn.Tanh(), nn.Linear(3, 2, bias=False))
     with pytest.raises(GapbenchError, match=r"fully connected ReLU networks only; module '1' is a Tanh"):
         bartlett2017(tanh_net, (x, y), delta=0.05)
+
+
+@pytest.mark.parametrize("name", BOUNDS.names())
+def test_every_bound_checks_delta_itself(name):
+    """bound() leaves δ to the bound function (checked once): each must refuse a δ outside (0, 1)."""
+    from gapbench.analysis.deep_paths import TwoPhaseNet
+    from gapbench.models import mlp
+    x, y = labelled(20, 2)
+    split = Split(x, y, torch.arange(20), "train", "val", pool="p")
+    net = TwoPhaseNet.from_model(mlp(x.shape[1], 2, 1, 3, bias=False))
+    model = net if name == "kkb2017_theorem8" else ref.argmax_model()
+    extra = {"init": model} if "init" in BOUNDS.get(name).needs else {}
+    with pytest.raises(GapbenchError, match=r"The 'delta' parameter of .* must be a float in \(0, 1\)\. Got 1\.5"):
+        bound(name, model, split, delta=1.5, **extra)

@@ -24,7 +24,7 @@ from typing import Any
 from torch import nn
 
 from ..data.types import Split, as_xy
-from ..errors import check_probability, param_error
+from ..errors import param_error
 from ..overlap import held_out_statement, training_record
 from ..registry import Registry, check_params, keyword_params, takes_any_keyword
 from .types import Bound
@@ -36,12 +36,11 @@ RECORD_PARAMS = ("run", "train_indices", "train_source")   # a held-out bound's 
 def bound(name: str, model: nn.Module, data: Any, *, delta: float, **params: Any) -> Bound:
     """Evaluate the registered bound `name` on `model` and `data` (a Split or (x, y)) at confidence 1 − delta.
 
-    Unknown params raise an error listing the accepted ones; the bound function validates their values. A
-    held-out bound also accepts the training record (``run=``, ``train_indices=``, ``train_source=``).
+    Unknown params raise an error listing the accepted ones; the bound function validates their values, delta
+    included (each value is checked once, by the function that uses it). A held-out bound also accepts the training record (``run=``, ``train_indices=``, ``train_source=``).
     """
     where = f"bound('{name}')"
     entry = BOUNDS.get(name)
-    delta = check_probability(delta, "delta", "bound()")
     record_params = RECORD_PARAMS if entry.meta.get("held_out") else ()
     accepted = {**keyword_params(entry.obj), **dict.fromkeys(record_params)}
     accepted.pop("delta", None)
