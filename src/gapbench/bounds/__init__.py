@@ -37,7 +37,8 @@ def bound(name: str, model: nn.Module, data: Any, *, delta: float, **params: Any
     """Evaluate the registered bound `name` on `model` and `data` (a Split or (x, y)) at confidence 1 − delta.
 
     Unknown params raise an error listing the accepted ones; the bound function validates their values, delta
-    included (each value is checked once, by the function that uses it). A held-out bound also accepts the training record (``run=``, ``train_indices=``, ``train_source=``).
+    included (each value is checked once, by the function that uses it). A held-out bound also accepts the
+    training record (``run=``, ``train_indices=``, ``train_source=``).
     """
     where = f"bound('{name}')"
     entry = BOUNDS.get(name)
