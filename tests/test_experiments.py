@@ -8,7 +8,7 @@ import pytest
 
 from gapbench.config import Runtime
 from gapbench.experiments import EXPERIMENTS, PRESETS
-from gapbench.experiments.runner import run_experiment
+from gapbench.experiments.execute import run_experiment
 
 NEEDS_MNIST = {"nk2019-fig1", "kkb2017-validation", "kkb2017-random-labels", "kkb2017-deep-paths",
                "kkb2017-two-phase", "kkb2017-linear-memorization"}
@@ -56,7 +56,7 @@ def test_demo_writes_one_combined_report(tmp_path):
 
 
 def test_two_phase_budgets_share_one_standard_baseline():
-    from gapbench.experiments.runner import jobs_for
+    from gapbench.experiments.execute import jobs_for
     exp = EXPERIMENTS.get("kkb2017-two-phase").obj
     by_budget = {b: jobs_for(exp, exp.params("smoke", {"phase1_budget": b})) for b in ("epochs", "steps")}
     standard = {b: {j.signature for j in jobs if j.config["hp"]["mode"] == "standard"}

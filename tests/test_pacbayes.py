@@ -17,8 +17,8 @@ from gapbench.config import ModelConfig, RunConfig, TrainConfig
 from gapbench.data.types import Dataset, Split
 from gapbench.errors import GapbenchError
 from gapbench.layers import fold_batchnorm
-from gapbench.run import Run, seeded_source, source_from_run
 from gapbench.train import fit
+from gapbench.trained import Run, seeded_source, source_from_run
 
 torch.set_num_threads(1)
 FAST = dict(posterior_std=0.02, prior_std_grid=(0.1, 0.05), n_mc=8, seed=1)

@@ -15,7 +15,7 @@ from tqdm import tqdm
 
 from .config import Runtime
 from .experiments import EXPERIMENTS
-from .experiments.runner import run_experiment
+from .experiments.execute import run_experiment
 from .report import write_combined
 
 DEMO_ORDER = ("nk2019-linear", "nk2019-hypersphere", "nk2019-fig1", "nk2019-slices", "kkb2017-linear-memorization",

@@ -2,7 +2,7 @@
 
 A held-out bound (KKB §6 Proposition, Langford 2005) is about n points independent of the model. Points the
 model was trained on are not: its error there is biased low, and a "bound" computed on them is no bound. The
-training record of a model (a :class:`~gapbench.run.Run`, or its ``train_indices`` with the pool they point
+training record of a model (a :class:`~gapbench.trained.Run`, or its ``train_indices`` with the pool they point
 into) is compared with a :class:`~gapbench.data.types.Split` by pool identity and position:
 
     no record                 the result states the assumption it rests on (and how to have it checked)

@@ -44,7 +44,7 @@ from .provenance import provenance as current_provenance
 
 SCHEMA_VERSION = 2
 BUSY_TIMEOUT_MS = 30_000   # a writer waits up to 30 s for another process's transaction to commit
-STATUSES = ("done", "failed")
+JOB_STATUSES = ("done", "failed")
 FAILURES = ("transient", "deterministic")   # kinds of failed run; None for a done one
 
 _SCHEMA = """
@@ -179,7 +179,7 @@ class Store:
         for name, value in (("experiment", experiment), ("signature", signature)):
             if not isinstance(value, str) or not value:
                 raise param_error(name, where, "a non-empty str", value)
-        check_choice(status, "status", where, STATUSES)
+        check_choice(status, "status", where, JOB_STATUSES)
         if status == "failed":
             failure = check_choice(failure or "deterministic", "failure", where, FAILURES)
         elif failure is not None:

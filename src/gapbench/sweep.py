@@ -52,7 +52,7 @@ from typing import Any
 
 from .config import Runtime
 from .errors import GapbenchError, check_choice, check_positive_int, param_error
-from .store import STATUSES, Store, checked_values
+from .store import JOB_STATUSES, Store, checked_values
 
 BACKENDS = ("local", "ray")
 FORKSERVER_PRELOAD = ["torch", "gapbench.sweep"]  # imported once by the fork server, inherited by workers
@@ -83,7 +83,7 @@ class JobResult:
     checkpoint: str | None = None         # path of the checkpoint it wrote, if any
 
     def __post_init__(self):
-        check_choice(self.status, "status", "JobResult", STATUSES)
+        check_choice(self.status, "status", "JobResult", JOB_STATUSES)
 
 
 @dataclass

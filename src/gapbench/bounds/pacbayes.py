@@ -33,7 +33,7 @@ of the trained net itself. The posterior is not optimized (Dziugaite & Roy 2017 
 do): posterior_std must be chosen without the training points for the guarantee to hold.
 
 The prior mean must not depend on the n points. `init` may be a Run: its init_state is the prior mean and its
-init_source says where that came from (:mod:`gapbench.run`); a mean trained on other points (e.g. phase 1 of
+init_source says where that came from (:mod:`gapbench.trained`); a mean trained on other points (e.g. phase 1 of
 two-phase training) is accepted only when `data` is a Split whose points (same source pool) are disjoint from
 every point that produced it, and refused otherwise. A plain module or state_dict carries no record: the
 result's assumptions then say that the prior mean is assumed data-independent. Floating-point buffers
@@ -64,7 +64,7 @@ from torch.func import functional_call
 from ..data.types import Split, as_xy
 from ..errors import GapbenchError, check_positive_float, check_positive_int, check_probability, param_error
 from ..evaluate import EVAL_BATCH, eval_mode, margins_from_logits
-from ..run import Run, data_ancestry
+from ..trained import Run, data_ancestry
 from . import BOUNDS
 from .kl import kl_inverse_upper
 from .types import Bound

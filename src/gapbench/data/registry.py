@@ -17,7 +17,7 @@ from ..errors import check_positive_int, unknown_name
 from ..registry import Registry
 from . import cifar, mnist, synthetic
 from .assemble import file_dataset, generated_dataset, require_n_train
-from .paths import resolve_data_dir
+from .files import resolve_data_dir
 from .types import Dataset
 
 
@@ -45,15 +45,16 @@ def list_datasets() -> list[DatasetInfo]:
     return [DatasetInfo(e.name, e.description, e.reference, e.kind, dict(e.params)) for e in DATASETS]
 
 
-def load_data(cfg: DataConfig | str, data_dir: str | Path | None = None, device: str = "cpu", *,
-              download: bool = False, verify: bool = True) -> Dataset:
-    """The Dataset `cfg` describes, as tensors on `device`.
+def load_data(cfg: DataConfig | str = "mnist", data_dir: str | Path | None = None, device: str = "cpu", *,
+              download: bool = False, verify: bool = True, **fields: Any) -> Dataset:
+    """The Dataset `cfg` describes, as tensors on `device`: ``load_data('mnist', n_train=1000)`` or
+    ``load_data(DataConfig(...))``; `fields` are DataConfig fields (replacing those of a given DataConfig).
 
     `data_dir`: see :func:`resolve_data_dir`. `download=True` fetches missing files of a dataset with a known
     canonical URL (checksum-verified, atomic); it is off by default so nothing touches the network unasked.
     `verify=False` skips the checksum comparison (the file's SHA-256 is still recorded in ``info``).
     """
-    cfg = DataConfig(name=cfg) if isinstance(cfg, str) else cfg
+    cfg = DataConfig(name=cfg, **fields) if isinstance(cfg, str) else replace(cfg, **fields)
     entry = DATASETS.get(cfg.name)
     unknown = sorted(set(cfg.options) - set(entry.params))
     if unknown:

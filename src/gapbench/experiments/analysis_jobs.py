@@ -23,9 +23,9 @@ from ..config import DataConfig, RunConfig, Runtime, from_dict
 from ..data import load_data
 from ..errors import check_choice
 from ..evaluate import zero_one_error
-from ..run import source_from_run
 from ..sweep import JobResult
 from ..train import fit
+from ..trained import source_from_run
 from .jobs import basic_values, load_for, train_or_reuse
 
 

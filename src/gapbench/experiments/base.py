@@ -57,8 +57,9 @@ class Experiment:
     job: Callable[..., Any]                      # fn(config, runtime, out_dir) -> JobResult, run on each config
     claims: tuple[Claim, ...] = ()
     plot: Callable[..., Any] | None = None       # plot(table, fig, params) draws the figure
-    slopes: Callable[[Table], dict[str, float]] | None = None   # summary statistics of the whole table
-    slopes_label: str = "slope (log-log, median over seeds)"   # what those statistics are, for the summary
+    statistics: Callable[[Table], dict[str, float]] | None = None   # summary statistics of the whole table:
+                                                                 # log-log slopes, Kendall τ, ...
+    statistics_label: str = "slope (log-log, median over seeds)"   # what those statistics are, for the summary
     notes: Mapping[str, str] = field(default_factory=dict)  # preset -> what it changes vs the paper
 
     def params(self, preset: str, overrides: Mapping[str, str] | None = None) -> dict[str, Any]:

@@ -77,7 +77,7 @@ EXPERIMENT = register(Experiment(
     job=train_measure,
     claims=(Claim("identity_exact", "|LHS − RHS| ≤ 1e-6·max(1, |LHS|) for every model", _identity),),
     plot=plot,
-    slopes=slopes,
+    statistics=slopes,
     notes={"smoke": "two tiny nets", "quick": "2 hidden layers of 64, m = 100 … 800, 2,000 population points",
            "synthetic": "the small synthetic task: two spheres in R^20", "demo": "as quick",
            "paper": "KKB give no sizes; 2 hidden layers of 128, m up to 2,000, 4,000 population points"},

@@ -84,7 +84,7 @@ def _norms_do_not_order(t, p):
     return all(v < bound_tau for v in taus.values()), taus[best_norm], detail
 
 
-def slopes(t):
+def kendall_taus(t):
     return {f"kendall_tau_{n}": kendall(t, n) for n in NORMS + ("heldout_binomial",)}
 
 
@@ -100,7 +100,7 @@ def plot(t, fig, p):
     ax1.set_title("held-out bounds vs test error, one point per model", fontsize=10)
     ax1.legend(fontsize=7)
     ax1.grid(True, alpha=0.3)
-    taus = slopes(t)
+    taus = kendall_taus(t)
     names = list(taus)
     ax2.barh(range(len(names)), [taus[n] for n in names])
     ax2.set_yticks(range(len(names)), [n.removeprefix("kendall_tau_") for n in names], fontsize=8)
@@ -132,8 +132,8 @@ EXPERIMENT = register(Experiment(
             Claim("norms_do_not_order", "no norm measure orders models better than the validation bound",
                   _norms_do_not_order)),
     plot=plot,
-    slopes=slopes,
-    slopes_label="across the family,",
+    statistics=kendall_taus,
+    statistics_label="across the family,",
     notes={"smoke": "tiny plumbing check", "quick": "3,000 training points, 24 models",
            "demo": "3,000 training points, 12 models (one hidden layer)",
            "paper": "full MNIST (50,000 train / 10,000 validation), 72 models"},

@@ -128,7 +128,7 @@ EXPERIMENT = register(Experiment(
         Claim("stop_rule_reached", "every run reached the margin stop rule", _converged),
     ),
     plot=plot,
-    slopes=slopes,
+    statistics=slopes,
     notes={"smoke": "2 hidden layers of 64, γ* = 2, m = 32, 64: a plumbing check, not the phenomenon",
            "quick": "the paper's protocol (batch 1, γ* = 10) at m = 128 … 1024, one pair of draws",
            "paper": "m = 128 … 32,768, one pair of draws per m",

@@ -82,7 +82,7 @@ EXPERIMENT = register(Experiment(
     claims=(Claim("test_error_decreases", "test error decreases with m", _test_error_decreases),
             Claim("sprime_error_ge_095", "error on S' ≥ 0.95 at every m", _sprime)),
     plot=plot,
-    slopes=slopes,
+    statistics=slopes,
     notes={"smoke": "d = 50, width 100: plumbing only", "quick": "d = 200, width 1,000, m = 256 … 2,048",
            "demo": "as quick: d = 200, width 1,000, m = 256 … 2,048 (the blog's d = 500, width 10,000 is slower)",
            "blog": "NK's blog notebook settings", "paper": "poster settings; GPU scale (width 100,000)"},

@@ -70,7 +70,7 @@ EXPERIMENT = register(Experiment(
             Claim("sprime_all_wrong", "error on S' = 1.0 at every m", _min_sprime_error),
             Claim("w_norm_slope_half", "‖w‖ grows with slope ≈ 0.5 in m", _norm_slope)),
     plot=plot,
-    slopes=slopes,
+    statistics=slopes,
     notes={"smoke": "three small m, one draw", "quick": "m ≤ 512, three draws",
            "paper": "m up to 2048 (D = 1000·m), five draws", "demo": "m ≤ 256, one draw"},
 ))

@@ -13,7 +13,7 @@ device, deterministic for a given ``seed`` and never uses the global RNG. Per-la
 :func:`gapbench.analysis.deep_paths.path_norms_per_output`.
 
 Modules: :mod:`.norms` (Frobenius, spectral, distance from init, counts), :mod:`.conv` (operator norms of
-conv layers), :mod:`.margins`, :mod:`.paths` (path norms), :mod:`.complexity` (Bartlett 2017, Neyshabur
+conv layers), :mod:`.margins`, :mod:`.path_norms`, :mod:`.complexity` (Bartlett 2017, Neyshabur
 2018/2019), :mod:`.sharpness` (PAC-Bayes flatness), :mod:`.jiang` (Jiang et al. 2020's forms).
 """
 
@@ -28,7 +28,7 @@ from torch import nn
 from ..data.types import as_xy
 from ..errors import param_error, unknown_name
 from ..registry import Entry, check_params, keyword_params
-from . import complexity, jiang, margins, norms, paths, sharpness  # noqa: F401  (register the measures)
+from . import complexity, jiang, margins, norms, path_norms, sharpness  # noqa: F401  (register the measures)
 from ._base import KINDS, MEASURES, resolve_init, where
 from .conv import conv_operator_norm_fft, conv_reshaped_spectral
 from .norms import PER_LAYER, per_layer_values

@@ -41,7 +41,7 @@ from ..errors import GapbenchError
 from ._base import MEASURES, XY, input_shape_of, layers_of, paired_layers, where
 from .conv import check_norm_params, layer_operator_norm
 from .margins import order_statistic_quantile, per_example_margins
-from .paths import path_norms
+from .path_norms import path_norms
 from .sharpness import MAGNITUDE_EPS, sharpness_search
 
 JIANG = "Jiang et al. 2020, Fantastic generalization measures, Eq."

@@ -30,7 +30,7 @@ from ..data.types import Dataset
 from ..errors import check_choice, param_error
 from ..evaluate import logits
 from ..models import build_model
-from ..run import Run, seeded_source, unknown_source
+from ..trained import Run, seeded_source, unknown_source
 from .batch1 import Batch1Engine, fusable_reason
 from .losses import Loss, get_loss
 from .stop import divergence_reason, epoch_metrics, eval_divergence_reason, stop_reason

@@ -20,7 +20,7 @@ from torch import nn
 
 from .config import RunConfig, signature
 
-STATUSES = ("converged", "max_epochs", "failed")
+TRAIN_STATUSES = ("converged", "max_epochs", "failed")
 
 
 @dataclass
@@ -31,7 +31,7 @@ class Run:
     init_state: dict[str, torch.Tensor]   # state_dict at initialization (before any step)
     config: RunConfig
     train_indices: torch.Tensor           # positions of the training points in their source pool
-    status: str = "converged"             # one of STATUSES
+    status: str = "converged"             # one of TRAIN_STATUSES
     reason: str = ""                      # why it stopped ('margin 99% >= 10 at epoch 12', 'loss is nan at step 40')
     epochs: int = 0
     steps: int = 0

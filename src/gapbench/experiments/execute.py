@@ -35,8 +35,8 @@ class Outcome:
     params: dict[str, Any]
     table: Table
     claims: list[ClaimResult]
-    slopes: dict[str, float]
-    slopes_label: str = "slope"
+    statistics: dict[str, float]          # Experiment.statistics of the table (slopes, Kendall τ, ...)
+    statistics_label: str = "slope"
     runs_trained: int = 0
     runs_reused: int = 0
     runs_failed: int = 0
@@ -53,7 +53,8 @@ class Outcome:
 
     def summary(self) -> dict[str, Any]:
         return {"experiment": self.experiment, "preset": self.preset,
-                "claims": [c.as_dict() for c in self.claims], "slopes": self.slopes,
+                "claims": [c.as_dict() for c in self.claims], "statistics": self.statistics,
+                "statistics_label": self.statistics_label,
                 "runs_trained": self.runs_trained, "runs_reused": self.runs_reused,
                 "runs_failed": self.runs_failed, "runs_missing": self.missing,
                 "models_ok": self.models_ok, "models_total": self.models_total,
@@ -171,8 +172,8 @@ def run_experiment(name: str | Experiment, preset: str | None = "quick", *,
     table = Table.of(rows_for(store, exp, jobs))
     ok = len(table.ok())
     claims = [_on_partial(claim.evaluate(table, params), ok, len(jobs)) for claim in exp.claims]
-    slopes = exp.slopes(table.ok()) if exp.slopes and ok else {}
-    outcome = Outcome(exp.name, preset, params, table, claims, slopes, exp.slopes_label, trained, reused,
+    statistics = exp.statistics(table.ok()) if exp.statistics and ok else {}
+    outcome = Outcome(exp.name, preset, params, table, claims, statistics, exp.statistics_label, trained, reused,
                       runs_failed=len(table) - ok, missing=len(jobs) - len(table),
                       seconds=time.perf_counter() - start, models_ok=ok, models_total=len(jobs), notes=notes)
     if write:
