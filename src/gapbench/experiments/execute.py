@@ -17,7 +17,10 @@ from typing import Any
 
 from ..config import Runtime, signature
 from ..errors import GapbenchError
-from ..sweep import Job
+from ..outdir import locked, remove_orphan_temps
+from ..report import write_outputs
+from ..store import Store
+from ..sweep import Job, run_sweep
 from . import get
 from .base import ClaimResult, Experiment
 from .jobs import model_signatures
@@ -151,7 +154,6 @@ def run_experiment(name: str | Experiment, preset: str | None = "quick", *,
     a second run on the same directory waits (calling on_wait(message)) and then reuses what the first
     stored. With train=False, preset=None reports the preset(s) stored (choose_preset); a preset with no
     stored runs is an error."""
-    from ..store import Store
     exp = get(name)
     runtime = runtime or Runtime()
     out = Path(out)
@@ -177,7 +179,6 @@ def run_experiment(name: str | Experiment, preset: str | None = "quick", *,
                       runs_failed=len(table) - ok, missing=len(jobs) - len(table),
                       seconds=time.perf_counter() - start, models_ok=ok, models_total=len(jobs), notes=notes)
     if write:
-        from ..report import write_outputs
         outcome.paths = write_outputs(exp, outcome, exp_dir)
     return outcome
 
@@ -185,8 +186,6 @@ def run_experiment(name: str | Experiment, preset: str | None = "quick", *,
 def _sweep(jobs, store, out: Path, exp_dir: Path, runtime: Runtime, progress: bool, retry_failed: bool,
            on_wait) -> tuple[int, int]:
     """Under the lock of `out`: remove orphan temp files, run the sweep; (trained, reused) by this call."""
-    from ..outdir import locked, remove_orphan_temps
-    from ..sweep import run_sweep
     exp_dir.mkdir(parents=True, exist_ok=True)
     started = time.time()
     with locked(out, on_wait):
