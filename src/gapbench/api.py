@@ -1,4 +1,8 @@
-"""The flat public API behind ``import gapbench as gb`` and the CLI's checkpoint commands."""
+"""The flat public API behind ``import gapbench as gb`` and the CLI's checkpoint commands.
+
+Each function imports the package it wraps inside itself, so that importing this module (the CLI does) stays
+cheap: no torch until a function needs it.
+"""
 
 from __future__ import annotations
 
@@ -14,8 +18,8 @@ def fit(cfg: RunConfig, data=None, *, runtime: Runtime | None = None, progress: 
 
     A given `data` must come from `cfg.data`'s training pool: the Run records its training points as
     positions there (checked before a held-out certificate)."""
-    from .data import load_data, pool_id  # lazy, here and below: the CLI imports this module, and
-    from .train import fit as _fit  # `gapbench --help` should not wait for torch
+    from .data import load_data, pool_id
+    from .train import fit as _fit
     runtime = runtime or Runtime()
     if data is None:
         data = load_data(cfg.data, data_dir=runtime.data_dir, device=runtime.device)

@@ -1,4 +1,8 @@
-"""The `gapbench` command line. Every user mistake ends in a one-paragraph message and exit code 2."""
+"""The `gapbench` command line. Every user mistake ends in a one-paragraph message and exit code 2.
+
+Each command imports what it needs inside its function: `gapbench --help` and the data commands then start
+without importing torch or the experiments.
+"""
 
 from __future__ import annotations
 

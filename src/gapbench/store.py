@@ -28,6 +28,7 @@ Decisions:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -39,6 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .config import to_dict
 from .errors import GapbenchError, check_choice, param_error
 from .provenance import provenance as current_provenance
 
@@ -294,9 +296,7 @@ def checked_values(values: Mapping[str, Any]) -> dict[str, float]:
 
 
 def _json_default(obj: Any) -> Any:
-    import dataclasses
     if dataclasses.is_dataclass(obj):
-        from .config import to_dict
         return to_dict(obj)
     if isinstance(obj, Path):
         return str(obj)

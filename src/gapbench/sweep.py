@@ -50,6 +50,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
+from tqdm import tqdm
+
 from .config import Runtime
 from .errors import GapbenchError, check_choice, check_positive_int, param_error
 from .store import JOB_STATUSES, Store, checked_values
@@ -129,7 +132,6 @@ def execute(job: Job, store: Store, runtime: Runtime, out_dir: Path) -> str:
 def failure_kind(exc: BaseException) -> str:
     """'transient' when `exc` or an exception it was raised from means "try again later" (module doc),
     else 'deterministic'."""
-    import torch
     seen: set[int] = set()
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))
@@ -201,7 +203,6 @@ def run_sweep(jobs: list[Job], store: Store | str | Path, *, workers: int = 1, r
             todo.append(job)
     if not todo:
         return result
-    from tqdm import tqdm
     with tqdm(total=len(todo), desc="sweep", unit="run", disable=not progress, file=sys.stderr) as bar:
         if backend == "ray":
             outcomes = _run_ray(todo, store, runtime, out_dir, workers)
@@ -236,7 +237,6 @@ def _init_worker(threads: int) -> None:
     """Pool initializer: one BLAS/OpenMP configuration per worker process."""
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ[var] = str(threads)
-    import torch
     torch.set_num_threads(threads)
 
 

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,7 +47,6 @@ class Run:
 
     def init_model(self) -> nn.Module:
         """A copy of the model at its initial weights (the reference Z for distance-from-init measures)."""
-        import copy
         model = copy.deepcopy(self.model)
         model.load_state_dict(self.init_state)
         return model

@@ -24,6 +24,7 @@ import time
 
 import torch
 from torch import nn
+from tqdm import tqdm
 
 from ..config import RunConfig, Runtime
 from ..data.types import Dataset
@@ -126,7 +127,6 @@ def fit(cfg: RunConfig, data: Dataset, *, runtime: Runtime | None = None, progre
     t0 = time.perf_counter()
     epochs = range(tc.max_epochs + 1)
     if progress:
-        from tqdm import tqdm
         epochs = tqdm(epochs, desc=f"fit {run.signature}", leave=False)
     for epoch in epochs:
         sgd_loss = float("nan")

@@ -29,6 +29,7 @@ import time
 
 import torch
 from torch import nn
+from tqdm import tqdm
 
 from ..config import RunConfig, Runtime
 from ..data.types import Dataset
@@ -223,7 +224,6 @@ def _fit_stacked(cfgs: list[RunConfig], datasets: list[Dataset], device: str, pr
     t0 = time.perf_counter()
     epochs = range(tc.max_epochs + 1)
     if progress:
-        from tqdm import tqdm
         epochs = tqdm(epochs, desc=f"fit_many x{len(cfgs)}", leave=False)
     for epoch in epochs:
         if not bool(active.any()):
