@@ -17,6 +17,7 @@ from ..config import DataConfig, ModelConfig, RunConfig, TrainConfig, to_dict
 from ..errors import check_choice
 from . import register
 from .base import Claim, Experiment
+from .params import choice, count, flag, fraction, positive, text
 
 MODES = ("standard", "two_phase", "last_layer")
 PAPER_MNIST_RATIO = (0.999, 1.0006)   # KKB v5 §5.3.1: two-phase ÷ standard test accuracy on MNIST, every α
@@ -125,7 +126,15 @@ MLP = {"dataset": "mnist", "arch": "mlp", "depth": 2, "width": 256, "bias": Fals
        # above it, valid upper bounds from |z̃_p| ≤ ‖x‖_∞ (see bounds/theorem8.py). Enumeration is slow on CPU.
        "theorem8_max_paths": 100_000}
 
+SPEC = {"dataset": text(), "arch": choice("mlp", "cnn"), "depth": count(0), "width": count(), "bias": flag(),
+        "fc_width": count(0), "dropout": fraction(high_open=True), "lr": positive(),
+        "momentum": fraction(high_open=True), "batch_size": count(), "epochs": count(),
+        "phase1_budget": choice("epochs", "steps"), "n_train": count(), "n_test": count(), "n_population": count(),
+        "seeds": count(), "alpha": fraction(low_open=True, many=True),  # phase-1 share of the data, in (0, 1]
+        "theorem8_max_paths": count()}
+
 EXPERIMENT = register(Experiment(
+    spec=SPEC,
     name="kkb2017-two-phase",
     paper="Kawaguchi, Kaelbling & Bengio, Generalization in Deep Learning (arXiv 1710.05468 v5)",
     figure="§5.3.1 and App. A4, two-phase training (Theorem 8)",
