@@ -162,6 +162,7 @@ def bench(as_json, quick):
 def measure(checkpoint_path, data_name, split, quantities, data_dir, as_json):
     """Compute generalization measures of a trained CHECKPOINT."""
     from .api import measure_checkpoint
+    from .checkpoint import is_verified
     values = measure_checkpoint(checkpoint_path, data_name=data_name, split=split,
                                 quantities=list(quantities) or None, data_dir=data_dir)
     if as_json:
@@ -169,6 +170,9 @@ def measure(checkpoint_path, data_name, split, quantities, data_dir, as_json):
     else:
         for key, value in values.items():
             click.echo(f"  {key:40s} {value:.6g}")
+    if not is_verified(checkpoint_path):
+        click.echo(f"note: {checkpoint_path} predates weight checksums (checkpoint format 1): its weights are "
+                   f"unverified.", err=True)
 
 
 @main.command()
