@@ -112,8 +112,9 @@ class Store:
             conn.execute("PRAGMA foreign_keys = ON")
             self._init_schema(conn)
         except sqlite3.DatabaseError as exc:
-            raise GapbenchError(f"The results store '{self.path}' cannot be opened as SQLite ({exc}). Point "
-                                f"--out to another directory, or move the damaged file away.") from exc
+            raise (store_error(self.path, exc) or GapbenchError(
+                f"The results store '{self.path}' cannot be opened as SQLite ({exc}). Point --out to another "
+                f"directory, or move the file away and rerun.")) from exc
         self._local.conn, self._local.pid = conn, os.getpid()
         return conn
 
@@ -133,7 +134,7 @@ class Store:
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            _rollback(conn)
             raise
 
     def close(self) -> None:
@@ -184,7 +185,7 @@ class Store:
             conn.executemany("INSERT INTO run_values VALUES (?, ?, ?, ?)", rows)
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            _rollback(conn)
             raise
 
     def delete(self, experiment: str, signature: str) -> bool:
@@ -196,7 +197,7 @@ class Store:
                                (experiment, signature))
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            _rollback(conn)
             raise
         return cur.rowcount > 0
 
@@ -246,6 +247,32 @@ class Store:
                           provenance=json.loads(prov) if prov else {}, checkpoint=ckpt, started=started,
                           finished=finished)
                 for exp, sig, config, status, reason, started, finished, seconds, prov, ckpt in rows]
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    """Roll back if a transaction is still open: SQLite already rolled back after a full disk or I/O error,
+    and a second ROLLBACK would replace the real cause with 'cannot rollback - no transaction is active'."""
+    try:
+        conn.execute("ROLLBACK")
+    except sqlite3.OperationalError as exc:
+        if "no transaction is active" not in str(exc):
+            raise
+
+
+def store_error(path: Path, exc: sqlite3.DatabaseError) -> GapbenchError | None:
+    """The user-fixable SQLite faults in gapbench's words (None for anything else, which is a bug)."""
+    text = str(exc).lower()
+    if "malformed" in text or "not a database" in text:
+        return GapbenchError(f"The results store '{path}' is corrupted (SQLite: {exc}). Move it aside (e.g. "
+                             f"mv {path} {path}.bad) and rerun: finished runs are trained again.")
+    if "disk is full" in text or "disk i/o error" in text:
+        return GapbenchError(f"No space left on device (or an I/O error) while writing the results store "
+                             f"'{path}' (SQLite: {exc}). Free some space, or use --out DIR on another disk.")
+    if "readonly" in text or "read-only" in text or "unable to open" in text:
+        return GapbenchError(f"The results store '{path}' cannot be written: its directory is read-only or "
+                             f"not writable (SQLite: {exc}). Copy the results directory somewhere writable "
+                             f"and pass that as --out.")
+    return None
 
 
 def checked_values(values: Mapping[str, Any]) -> dict[str, float]:

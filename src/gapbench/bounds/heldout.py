@@ -64,11 +64,16 @@ def _common(n: Any, delta: Any, family_size: Any, where: str) -> tuple[int, floa
             check_positive_int(family_size, "family_size", where))
 
 
+def _log_over(count: int, delta: float) -> float:
+    """ln(count/δ) as ln(count) − ln(δ): count/δ overflows to inf for a subnormal δ such as 5e-324."""
+    return math.log(count) - math.log(delta)
+
+
 def hoeffding_slack(n: int, delta: float, family_size: int = 1, loss_range: float = 1.0) -> float:
     """C·sqrt(ln(|F|/δ)/(2n))."""
     n, delta, family_size = _common(n, delta, family_size, "hoeffding_slack()")
     loss_range = check_positive_float(loss_range, "loss_range", "hoeffding_slack()")
-    return loss_range * math.sqrt(math.log(family_size / delta) / (2 * n))
+    return loss_range * math.sqrt(_log_over(family_size, delta) / (2 * n))
 
 
 def bernstein_slack(n: int, delta: float, var: float | None, family_size: int = 1,
@@ -78,7 +83,7 @@ def bernstein_slack(n: int, delta: float, var: float | None, family_size: int = 
     n, delta, family_size = _common(n, delta, family_size, where)
     var = check_variance(var, where)
     loss_range = check_positive_float(loss_range, "loss_range", where)
-    log_term = math.log(family_size / delta)
+    log_term = _log_over(family_size, delta)
     return 2 * loss_range * log_term / (3 * n) + math.sqrt(2 * var * log_term / n)
 
 
@@ -90,7 +95,7 @@ def empirical_bernstein_slack(n: int, delta: float, sample_var: float, family_si
     n = check_positive_int(n, "n", where, minimum=2)
     sample_var = check_positive_float(sample_var, "sample_var", where, allow_zero=True)
     loss_range = check_positive_float(loss_range, "loss_range", where)
-    log_term = math.log(2 * family_size / delta)
+    log_term = _log_over(2 * family_size, delta)
     return math.sqrt(2 * sample_var * log_term / n) + 7 * loss_range * log_term / (3 * (n - 1))
 
 
@@ -104,14 +109,17 @@ def zero_one_sample_var(n: int, k: int) -> float:
 def heldout_binomial_value(n: int, k: int, delta: float, family_size: int = 1) -> float:
     """Bin⁻(n, k, δ/|F|): the exact test-set bound."""
     _, delta, family_size = _common(n, delta, family_size, "heldout_binomial_value()")
-    return binomial_inverse_upper(n, k, delta / family_size)
+    per_model = delta / family_size
+    if per_model == 0.0:          # δ/|F| underflows double precision: Bin⁻ ≤ 1 always, so 1 is still valid
+        return 1.0
+    return binomial_inverse_upper(n, k, per_model)
 
 
 def heldout_kl_value(n: int, k: int, delta: float, family_size: int = 1) -> float:
     """kl⁻¹(k/n, ln(|F|/δ)/n)."""
     n, delta, family_size = _common(n, delta, family_size, "heldout_kl_value()")
     n, k = check_counts(n, k, "heldout_kl_value()")
-    return kl_inverse_upper(k / n, math.log(family_size / delta) / n)
+    return kl_inverse_upper(k / n, _log_over(family_size, delta) / n)
 
 
 def check_variance(var: Any, where: str) -> float:
