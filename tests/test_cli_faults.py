@@ -113,6 +113,43 @@ def test_read_only_results_are_called_read_only_not_damaged(results, monkeypatch
     assert "damaged" not in out and "corrupt" not in out
 
 
+def _read_only_directory(monkeypatch):
+    """SQLite in a read-only directory: a read-write open cannot create the WAL index, a writing connection
+    fails its first write; only a URI open with mode=ro&immutable=1 reads."""
+    real_connect = sqlite3.connect
+
+    def connect(database, *args, **kwargs):
+        if kwargs.get("uri") and "immutable=1" in str(database):
+            return real_connect(database, *args, **kwargs)
+        raise sqlite3.OperationalError("unable to open database file")
+    monkeypatch.setattr(gapbench.store.sqlite3, "connect", connect)
+
+
+def test_export_works_on_read_only_results(results, tmp_path, monkeypatch):
+    code, before = invoke("export", "nk2019-linear", "--preset", "smoke", "--out", results, "--csv", tmp_path / "a.csv")
+    assert code == 0, before
+    _read_only_directory(monkeypatch)
+    code, out = invoke("export", "nk2019-linear", "--preset", "smoke", "--out", results, "--csv", tmp_path / "b.csv")
+    assert code == 0, out
+    assert (tmp_path / "a.csv").read_text() == (tmp_path / "b.csv").read_text()
+
+
+def test_report_on_read_only_results_says_so(results, monkeypatch):
+    _read_only_directory(monkeypatch)
+    monkeypatch.setattr(gapbench.report, "atomic_write_bytes", raise_oserror(errno.EROFS, str(results / "x")))
+    code, out = invoke("report", "nk2019-linear", "--preset", "smoke", "--out", results)
+    assert_paragraph(code, out, "is on a read-only file system (EROFS), so the report cannot be written there")
+    assert "damaged" not in out
+
+
+def test_writing_to_read_only_results_says_so(results, monkeypatch):
+    _read_only_directory(monkeypatch)
+    code, out = invoke("run", "nk2019-linear", "--preset", "smoke", "--set", "seeds=2", "--out", results,
+                       "--no-progress")
+    assert_paragraph(code, out, "cannot be written: its directory is read-only", "readonly")
+    assert "damaged" not in out
+
+
 def test_certify_delta_speaks_of_the_option(tmp_path):
     (tmp_path / "c.pt").write_bytes(b"")
     for delta in ("0", "1.5", "nan"):
