@@ -113,9 +113,15 @@ def test_read_only_results_are_called_read_only_not_damaged(results, monkeypatch
     assert "damaged" not in out and "corrupt" not in out
 
 
-def _read_only_directory(monkeypatch):
+def _read_only_directory(monkeypatch, results):
     """SQLite in a read-only directory: a read-write open cannot create the WAL index, a writing connection
-    fails its first write; only a URI open with mode=ro&immutable=1 reads."""
+    fails its first write; only a URI open with mode=ro&immutable=1 reads. The store was closed cleanly
+    (the last connection checkpoints and removes the WAL), as after a finished `gapbench run`."""
+    conn = sqlite3.connect(results / "gapbench.sqlite")
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.close()
+    wal = results / "gapbench.sqlite-wal"
+    assert not wal.exists() or wal.stat().st_size == 0
     real_connect = sqlite3.connect
 
     def connect(database, *args, **kwargs):
@@ -128,14 +134,14 @@ def _read_only_directory(monkeypatch):
 def test_export_works_on_read_only_results(results, tmp_path, monkeypatch):
     code, before = invoke("export", "nk2019-linear", "--preset", "smoke", "--out", results, "--csv", tmp_path / "a.csv")
     assert code == 0, before
-    _read_only_directory(monkeypatch)
+    _read_only_directory(monkeypatch, results)
     code, out = invoke("export", "nk2019-linear", "--preset", "smoke", "--out", results, "--csv", tmp_path / "b.csv")
     assert code == 0, out
     assert (tmp_path / "a.csv").read_text() == (tmp_path / "b.csv").read_text()
 
 
 def test_report_on_read_only_results_says_so(results, monkeypatch):
-    _read_only_directory(monkeypatch)
+    _read_only_directory(monkeypatch, results)
     monkeypatch.setattr(gapbench.report, "atomic_write_bytes", raise_oserror(errno.EROFS, str(results / "x")))
     code, out = invoke("report", "nk2019-linear", "--preset", "smoke", "--out", results)
     assert_paragraph(code, out, "is on a read-only file system (EROFS), so the report cannot be written there")
@@ -143,11 +149,18 @@ def test_report_on_read_only_results_says_so(results, monkeypatch):
 
 
 def test_writing_to_read_only_results_says_so(results, monkeypatch):
-    _read_only_directory(monkeypatch)
+    _read_only_directory(monkeypatch, results)
     code, out = invoke("run", "nk2019-linear", "--preset", "smoke", "--set", "seeds=2", "--out", results,
                        "--no-progress")
     assert_paragraph(code, out, "cannot be written: its directory is read-only", "readonly")
     assert "damaged" not in out
+
+
+def test_read_only_store_with_pending_wal_is_refused_not_read_stale(results, monkeypatch):
+    _read_only_directory(monkeypatch, results)
+    (results / "gapbench.sqlite-wal").write_bytes(b"x" * 100)     # commits the main file does not have yet
+    code, out = invoke("export", "nk2019-linear", "--preset", "smoke", "--out", results, "--csv", results / "c.csv")
+    assert_paragraph(code, out, "its directory is read-only")
 
 
 def test_certify_delta_speaks_of_the_option(tmp_path):

@@ -125,12 +125,14 @@ class Store:
 
     def _read_only_conn(self) -> sqlite3.Connection:
         """Open an existing store read-only (report/export on read-only results). 'immutable' is the fallback
-        when SQLite cannot even create the WAL index next to the file: nobody can write there either."""
+        when SQLite cannot even create the WAL index next to the file (nobody can write there either), used
+        only when no WAL file holds commits the main file lacks (a cleanly closed store has none)."""
         try:
             return self._open_uri("mode=ro")
         except sqlite3.OperationalError as exc:
-            if not _is_read_only(exc):
-                raise
+            wal = self.path.with_name(self.path.name + "-wal")
+            if not _is_read_only(exc) or (wal.exists() and wal.stat().st_size > 0):
+                raise                             # immutable would ignore the WAL's committed runs
             return self._open_uri("mode=ro&immutable=1")
 
     def _open_uri(self, query: str) -> sqlite3.Connection:
