@@ -58,6 +58,8 @@ def test_spec_declares_every_preset_key_and_every_preset_is_valid():
     ("kkb2017-two-phase", "alpha=0.2,1.5", "The 'alpha' parameter of experiment 'kkb2017-two-phase' must be a "
                                            "non-empty list of values, each a finite float in (0, 1]. Got [0.2, 1.5]"),
     ("kkb2017-two-phase", "alpha=0", "'alpha'"),
+    ("kkb2017-two-phase", "alpha=0.001,0.5", "must leave phase 1 at least one of the n_train=300 points "
+                                             "(round(alpha * n_train) >= 1). Got [0.001] instead."),
     ("nk2019-slices", "resolution=0", "The 'resolution' parameter of experiment 'nk2019-slices' must be an int >= 2."),
     ("kkb2017-deep-paths", "n_population=0", "The 'n_population' parameter of experiment 'kkb2017-deep-paths'"),
     ("nk2019-hypersphere", "r_inner=nan", "The --set value for 'r_inner' must be finite (no nan or inf). Got 'nan'"),

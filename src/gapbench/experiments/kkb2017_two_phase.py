@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..config import DataConfig, ModelConfig, RunConfig, TrainConfig, to_dict
-from ..errors import check_choice
+from ..errors import ConfigError, check_choice
 from . import register
 from .base import Claim, Experiment
 from .params import choice, count, flag, fraction, positive, text
@@ -26,6 +26,11 @@ PAPER_MNIST_RATIO = (0.999, 1.0006)   # KKB v5 §5.3.1: two-phase ÷ standard te
 def points(p):
     check_choice(p["phase1_budget"], "phase1_budget", "kkb2017-two-phase (--set phase1_budget=...)",
                  ("epochs", "steps"))
+    empty = [alpha for alpha in p["alpha"] if round(alpha * p["n_train"]) < 1]   # two_phase.py rounds the same way
+    if empty:
+        raise ConfigError(f"The 'alpha' parameter of experiment 'kkb2017-two-phase' must leave phase 1 at least "
+                          f"one of the n_train={p['n_train']} points (round(alpha * n_train) >= 1). Got {empty} "
+                          f"instead. Use alpha >= {1 / p['n_train']:.3g} or a larger n_train.")
     out = []
     for seed in range(p["seeds"]):
         run = RunConfig(
