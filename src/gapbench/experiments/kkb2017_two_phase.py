@@ -14,9 +14,10 @@ from __future__ import annotations
 import numpy as np
 
 from ..config import DataConfig, ModelConfig, RunConfig, TrainConfig, to_dict
-from ..errors import check_choice
+from ..errors import ConfigError, check_choice
 from . import register
 from .base import Claim, Experiment
+from .params import choice, count, flag, fraction, positive, text
 
 MODES = ("standard", "two_phase", "last_layer")
 PAPER_MNIST_RATIO = (0.999, 1.0006)   # KKB v5 §5.3.1: two-phase ÷ standard test accuracy on MNIST, every α
@@ -25,6 +26,11 @@ PAPER_MNIST_RATIO = (0.999, 1.0006)   # KKB v5 §5.3.1: two-phase ÷ standard te
 def points(p):
     check_choice(p["phase1_budget"], "phase1_budget", "kkb2017-two-phase (--set phase1_budget=...)",
                  ("epochs", "steps"))
+    empty = [alpha for alpha in p["alpha"] if round(alpha * p["n_train"]) < 1]   # two_phase.py rounds the same way
+    if empty:
+        raise ConfigError(f"The 'alpha' parameter of experiment 'kkb2017-two-phase' must leave phase 1 at least "
+                          f"one of the n_train={p['n_train']} points (round(alpha * n_train) >= 1). Got {empty} "
+                          f"instead. Use alpha >= {1 / p['n_train']:.3g} or a larger n_train.")
     out = []
     for seed in range(p["seeds"]):
         run = RunConfig(
@@ -125,7 +131,15 @@ MLP = {"dataset": "mnist", "arch": "mlp", "depth": 2, "width": 256, "bias": Fals
        # above it, valid upper bounds from |z̃_p| ≤ ‖x‖_∞ (see bounds/theorem8.py). Enumeration is slow on CPU.
        "theorem8_max_paths": 100_000}
 
+SPEC = {"dataset": text(), "arch": choice("mlp", "cnn"), "depth": count(0), "width": count(), "bias": flag(),
+        "fc_width": count(0), "dropout": fraction(high_open=True), "lr": positive(),
+        "momentum": fraction(high_open=True), "batch_size": count(), "epochs": count(),
+        "phase1_budget": choice("epochs", "steps"), "n_train": count(), "n_test": count(), "n_population": count(),
+        "seeds": count(), "alpha": fraction(low_open=True, many=True),  # phase-1 share of the data, in (0, 1]
+        "theorem8_max_paths": count()}
+
 EXPERIMENT = register(Experiment(
+    spec=SPEC,
     name="kkb2017-two-phase",
     paper="Kawaguchi, Kaelbling & Bengio, Generalization in Deep Learning (arXiv 1710.05468 v5)",
     figure="§5.3.1 and App. A4, two-phase training (Theorem 8)",

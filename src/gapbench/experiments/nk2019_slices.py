@@ -11,7 +11,9 @@ from ..config import to_dict
 from . import register
 from .base import Claim, Experiment
 from .nk2019_hypersphere import BLOG
+from .nk2019_hypersphere import SPEC as HYPERSPHERE_SPEC
 from .nk2019_hypersphere import run_config as hypersphere_run
+from .params import count, positive
 
 
 def points(p):
@@ -67,7 +69,11 @@ SLICES = {"radius_fraction": 1.0,  # disc radius ÷ (r_outer − r_inner): SPEC 
            "n_centers": 50, "n_samples": 400, "resolution": 200,
            "n_dirs": 2000}  # random directions for the network's own fitted sphere (gapbench.slices)
 
+SPEC = {**HYPERSPHERE_SPEC, "m": count(), "radius_fraction": positive(), "n_centers": count(), "n_samples": count(),
+        "resolution": count(2), "n_dirs": count()}
+
 EXPERIMENT = register(Experiment(
+    spec=SPEC,
     name="nk2019-slices",
     paper="Nagarajan & Kolter 2019, Uniform convergence may be unable to explain generalization in deep learning",
     figure="§4, decision-boundary slices (microscopically complex, macroscopically simple)",
