@@ -203,11 +203,12 @@ def export(experiment, csv_path, preset, sets, out):
 
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="Print the measurements as JSON.")
-@click.option("--quick", is_flag=True, help="Fewer repetitions (a smoke check, noisier).")
-def bench(as_json, quick):
-    """Training-throughput benchmark: matmul peak, MFU, batch-1 and stacked speed-ups, spectral norms."""
+@click.option("--quick", is_flag=True, help="Shorter trials and 3 pairs (a smoke check, noisier).")
+@click.option("--repeats", type=int, default=None, help="Interleaved pairs per ratio [default: 7, 3 with --quick].")
+def bench(as_json, quick, repeats):
+    """Training-throughput benchmark: MFU, batch-1 and stacked speed-ups, spectral norms (medians of pairs)."""
     from .bench import format_bench, run_bench
-    result = run_bench(quick=quick, progress=not as_json)
+    result = run_bench(quick=quick, repeats=repeats, progress=not as_json)
     click.echo(json.dumps(result, indent=2) if as_json else format_bench(result))
 
 
