@@ -16,6 +16,7 @@ holds one trained model and is named by that model's RunConfig signature (:func:
 is what checkpoint.load verifies: two jobs that train the same model (measured differently, or by two
 experiments) share its file, and training is reused. A results row names its model by `checkpoint` (the
 path) and `model_signature` (`model_signature_b` for draw b of a pair, beside it): see model_signatures.
+Training reports each epoch with gapbench.progress.report, which the sweep running the job displays.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import torch
 
 from .config import RunConfig, Runtime, from_dict, signature
 from .evaluate import margins, zero_one_error
+from .progress import report
 
 
 def _load(cfg: RunConfig, runtime: Runtime):
@@ -69,7 +71,7 @@ def _train_or_reuse(cfg: RunConfig, data, runtime: Runtime, out_dir: Path):
             return checkpoint.load(path, expected_signature=signature(cfg)), path
         except Exception:  # a corrupt or stale checkpoint is retrained, never trusted
             path.unlink(missing_ok=True)
-    run = fit(cfg, data, runtime=runtime, progress=False)
+    run = fit(cfg, data, runtime=runtime, progress=False, on_epoch=report)   # epochs to the sweep's display
     checkpoint.save(path, run)
     return run, path
 

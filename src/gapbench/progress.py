@@ -1,0 +1,257 @@
+"""Progress that tells the truth: the one place that decides how long work is shown on stderr.
+
+- On a terminal (stderr is a TTY): tqdm bars, redrawn in place.
+- Anywhere else (stderr redirected to a log file, a CI log): no bars and no '\\r'; one plain line per finished
+  item, and for fast-repeating steps (epochs) at most one line every :data:`PLAIN_INTERVAL_S` seconds plus the
+  last one.
+
+A job running inside a sweep reports its epochs with :func:`report`; whoever runs the job installs a sink
+with :func:`reporting` (the sweep forwards events from worker processes to its display through a queue).
+With no sink installed :func:`report` does nothing, and it never raises: progress must not break a job.
+
+Estimates of time left come from measured durations only (:func:`remaining_seconds`), never from a rate
+over a bar that has not moved.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, TextIO
+
+PLAIN_INTERVAL_S = 5.0      # the most often a plain (non-TTY) progress line is written for repeating steps
+
+Event = dict[str, Any]
+_sink: Callable[[Event], None] | None = None     # the running job's progress receiver (see reporting())
+
+
+def interactive(stream: TextIO | None = None) -> bool:
+    """Whether `stream` (default sys.stderr) is a terminal, where bars redrawn with '\\r' belong."""
+    stream = sys.stderr if stream is None else stream
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):          # closed or not a real file
+        return False
+
+
+@contextlib.contextmanager
+def reporting(sink: Callable[[Event], None] | None) -> Iterator[None]:
+    """Send every :func:`report` made inside the block to `sink` (None: to nobody)."""
+    global _sink
+    previous, _sink = _sink, sink
+    try:
+        yield
+    finally:
+        _sink = previous
+
+
+def report(event: Event) -> None:
+    """Hand a progress event (e.g. {'kind': 'epoch', 'epoch': 7, 'max_epochs': 50, 'train_error': 0.03}) to
+    the installed sink, if any. Never raises."""
+    sink = _sink
+    if sink is None:
+        return
+    try:
+        sink(dict(event))
+    except Exception:                            # a closed queue, a dead parent: training goes on
+        pass
+
+
+def remaining_seconds(finished: list[float], running: list[tuple[float, float | None]], pending: int,
+                      workers: int) -> float | None:
+    """Wall-clock seconds left in a sweep, estimated from measured job times; None when nothing is measured.
+
+    Args:
+        finished: durations (s) of jobs already finished (this sweep, or stored from an earlier one).
+        running: (elapsed seconds, fraction done in [0, 1] or None when unknown) of each running job.
+        pending: jobs not started yet.
+        workers: jobs that run at once.
+
+    A job's duration is the mean finished duration; before any job finishes, the mean of elapsed / fraction
+    over running jobs that report a fraction (epochs done / max epochs: an over-estimate when a stop rule
+    ends training early). Work left (each running job's expected duration minus its elapsed time, at least
+    0, plus `pending` durations) is spread over min(workers, jobs left) workers.
+    """
+    if finished:
+        per_job = sum(finished) / len(finished)
+    else:
+        rates = [elapsed / fraction for elapsed, fraction in running if fraction]
+        if not rates:
+            return None
+        per_job = sum(rates) / len(rates)
+    left = sum(max(per_job - elapsed, 0.0) for elapsed, _ in running) + pending * per_job
+    parallel = max(1, min(workers, len(running) + pending))
+    return left / parallel
+
+
+def clock(seconds: float | None) -> str:
+    """'1:02:03', '4:05', or '?' for an unknown duration."""
+    if seconds is None:
+        return "?"
+    minutes, secs = divmod(int(round(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+def note(message: str, stream: TextIO | None = None) -> None:
+    """One line on stderr that does not tear an active tqdm bar."""
+    stream = sys.stderr if stream is None else stream
+    if interactive(stream):
+        from tqdm import tqdm
+        tqdm.write(message, file=stream)
+    else:
+        print(message, file=stream, flush=True)
+
+
+class Ticker:
+    """i/N progress over items: a tqdm bar on a terminal, plain lines elsewhere (module doc).
+
+    Call :meth:`done` as each item ends, with what to say about it. `every_s` rate-limits plain lines (0: one
+    per item); the last item always gets its line.
+    """
+
+    def __init__(self, total: int | None, desc: str, *, enabled: bool = True, every_s: float = 0.0,
+                 stream: TextIO | None = None, leave: bool = True):
+        self.total, self.desc, self.enabled, self.every_s = total, desc, enabled, every_s
+        self.stream = sys.stderr if stream is None else stream
+        self.count, self.start, self.last_line = 0, time.perf_counter(), float("-inf")
+        self.item_start = self.start
+        self.bar = None
+        if enabled and interactive(self.stream):
+            from tqdm import tqdm
+            self.bar = tqdm(total=total, desc=desc, file=self.stream, leave=leave, dynamic_ncols=True)
+
+    def begin(self, name: str) -> None:
+        """Item `name` starts now (shown in the bar)."""
+        self.item_start = time.perf_counter()
+        if self.bar is not None:
+            self.bar.set_postfix_str(name, refresh=True)
+
+    def done(self, detail: str) -> None:
+        """The current item ended; `detail` says what it was and how it went."""
+        self.count += 1
+        now = time.perf_counter()
+        if self.bar is not None:
+            self.bar.set_postfix_str(detail, refresh=False)
+            self.bar.update()
+        elif self.enabled and (now - self.last_line >= self.every_s or self.count == self.total):
+            of = f"/{self.total}" if self.total is not None else ""
+            print(f"{self.desc} {self.count}{of} {detail} ({clock(now - self.start)} elapsed)",
+                  file=self.stream, flush=True)
+            self.last_line = now
+        self.item_start = now
+
+    def item_seconds(self) -> float:
+        return time.perf_counter() - self.item_start
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def ticked(items: Iterable[Any], total: int, desc: str, *, enabled: bool = True, every_s: float = 0.0,
+           leave: bool = False, detail: Callable[[Any], str] = str) -> Iterator[Any]:
+    """Iterate `items` under a :class:`Ticker`; each item's line says ``detail(item)``."""
+    ticker = Ticker(total, desc, enabled=enabled, every_s=every_s, leave=leave)
+    try:
+        for item in items:
+            yield item
+            ticker.done(detail(item))
+    finally:
+        ticker.close()
+
+
+class SweepDisplay:
+    """A sweep's progress: jobs done of N, failures, the running jobs' epochs and a measured time left.
+
+    Fed by the sweep: :meth:`event` with each job's 'start' and 'epoch' events (as they arrive from workers),
+    :meth:`finished` as each job ends, :meth:`tick` while waiting. `labels` maps a job's signature to its
+    name ('job 2/3 m=1024'); `prior` holds durations (s) of runs of the same experiment stored earlier.
+    A job that never reported (or whose worker died) simply leaves the running set when it ends.
+    """
+
+    def __init__(self, labels: dict[str, str], *, workers: int, enabled: bool = True,
+                 prior: list[float] | None = None, stream: TextIO | None = None):
+        self.labels, self.workers, self.enabled = labels, workers, enabled
+        self.stream = sys.stderr if stream is None else stream
+        self.total, self.done_count, self.failed = len(labels), 0, 0
+        self.durations: list[float] = []
+        self.prior = list(prior or [])
+        self.running: dict[str, dict[str, Any]] = {}
+        self.ended: set[str] = set()
+        self.last_line = float("-inf")
+        self.bar = None
+        if enabled and interactive(self.stream):
+            from tqdm import tqdm
+            self.bar = tqdm(total=self.total, desc="sweep", unit="run", file=self.stream, dynamic_ncols=True,
+                            bar_format="{desc}: {n_fmt}/{total_fmt} |{bar}| {elapsed} elapsed, {postfix}")
+
+    def event(self, event: Event) -> None:
+        signature = event.get("signature")
+        if signature not in self.labels or signature in self.ended:   # a late event of a finished job
+            return
+        if event.get("kind") == "start":
+            self.running[signature] = {"start": time.perf_counter()}
+        elif event.get("kind") == "epoch":
+            self.running.setdefault(signature, {"start": time.perf_counter()}).update(event)
+        self.tick()
+
+    def finished(self, signature: str, status: str) -> None:
+        self.ended.add(signature)
+        state = self.running.pop(signature, None)
+        seconds = time.perf_counter() - state["start"] if state else None
+        if seconds is not None and status == "done":
+            self.durations.append(seconds)
+        self.done_count += 1
+        self.failed += status != "done"
+        if self.bar is not None:
+            self.bar.set_postfix_str(self.status(), refresh=False)
+            self.bar.update()
+        elif self.enabled:
+            took = f" in {clock(seconds)}" if seconds is not None else ""
+            self._line(f"{self.labels.get(signature, signature)} {status}{took}")
+
+    def eta(self) -> float | None:
+        """Seconds left (:func:`remaining_seconds` over this sweep's finished jobs, else the stored ones)."""
+        now = time.perf_counter()
+        running = [(now - s["start"], _fraction(s)) for s in self.running.values()]
+        pending = self.total - self.done_count - len(running)
+        return remaining_seconds(self.durations or self.prior, running, max(pending, 0), self.workers)
+
+    def status(self) -> str:
+        parts = [f"{self.failed} failed"] if self.failed else []
+        parts.append(f"eta {clock(self.eta())}")
+        parts += [_describe(self.labels[sig], s) for sig, s in self.running.items()]
+        return ", ".join(parts)
+
+    def tick(self) -> None:
+        """Redraw the bar (terminal), or write a status line if none was written for PLAIN_INTERVAL_S."""
+        if self.bar is not None:
+            self.bar.set_postfix_str(self.status(), refresh=True)
+        elif self.enabled and time.perf_counter() - self.last_line >= PLAIN_INTERVAL_S and self.running:
+            self._line("running")
+
+    def _line(self, what: str) -> None:
+        print(f"sweep {self.done_count}/{self.total}: {what}; {self.status()}", file=self.stream, flush=True)
+        self.last_line = time.perf_counter()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _fraction(state: dict[str, Any]) -> float | None:
+    if not state.get("max_epochs") or "epoch" not in state:
+        return None
+    return min(state["epoch"] / state["max_epochs"], 1.0)
+
+
+def _describe(label: str, state: dict[str, Any]) -> str:
+    if "epoch" not in state:
+        return f"{label}: starting"
+    text = f"{label}: epoch {state['epoch']}/≤{state.get('max_epochs', '?')}"
+    if state.get("train_error") is not None:
+        text += f", train err {state['train_error']:.3f}"
+    return text
