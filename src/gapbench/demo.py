@@ -47,6 +47,7 @@ def run_demo(out: str | Path = "demo", runtime: Runtime | None = None, names: tu
     verdicts = "".join(f"<li>{exp.name}: {sum(c.held for c in o.claims)} of {len(o.claims)} claims held</li>"
                        for exp, o in outcomes)
     intro = (f"<p>Headline results of Nagarajan &amp; Kolter 2019 and Kawaguchi, Kaelbling &amp; Bengio, each "
-             f"experiment at its <i>{preset}</i> preset (see each section's preset note). Total time {clock(total)} (measured)."
+             f"experiment at its <i>{preset}</i> preset (see each section's preset note). Total time "
+             f"{clock(total)} (measured)."
              f"</p><ul>{verdicts}</ul>")
     return write_combined(outcomes, Path(out) / "report.html", "demo", intro)

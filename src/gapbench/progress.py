@@ -48,8 +48,8 @@ def reporting(sink: Callable[[Event], None] | None) -> Iterator[None]:
 
 
 def report(event: Event) -> None:
-    """Hand a progress event (e.g. {'kind': 'epoch', 'epoch': 7, 'max_epochs': 50, 'train_error': 0.03}) to
-    the installed sink, if any. Never raises."""
+    """Hand a progress event to the installed sink, if any. Never raises. Kinds: 'epoch' ({'epoch': 7,
+    'max_epochs': 50, 'train_error': 0.03}, from fit's on_epoch) and 'stage' ({'stage': 'measuring'})."""
     sink = _sink
     if sink is None:
         return
@@ -194,8 +194,10 @@ class SweepDisplay:
             return
         if event.get("kind") == "start":
             self.running[signature] = {"start": time.perf_counter()}
-        elif event.get("kind") == "epoch":
-            self.running.setdefault(signature, {"start": time.perf_counter()}).update(event)
+        elif event.get("kind") in ("epoch", "stage"):
+            state = self.running.setdefault(signature, {"start": time.perf_counter()})
+            state.pop("stage", None)
+            state.update(event)
         self.tick()
 
     def finished(self, signature: str, status: str) -> None:
@@ -250,8 +252,9 @@ def _fraction(state: dict[str, Any]) -> float | None:
 
 def _describe(label: str, state: dict[str, Any]) -> str:
     if "epoch" not in state:
-        return f"{label}: starting"
-    text = f"{label}: epoch {state['epoch']}/≤{state.get('max_epochs', '?')}"
+        return f"{label}: {state.get('stage', 'starting')}"
+    stage = "".join(f" {key} {state[key]}" for key in ("draw", "phase") if key in state)
+    text = f"{label}:{stage} epoch {state['epoch']}/≤{state.get('max_epochs', '?')}"
     if state.get("train_error") is not None:
         text += f", train err {state['train_error']:.3f}"
-    return text
+    return text + (f", {state['stage']}" if "stage" in state else "")

@@ -132,11 +132,12 @@ def execute(job: Job, store: Store, runtime: Runtime, out_dir: Path,
     """
     started, t0 = time.time(), time.perf_counter()
     failure = None
-    sink = _tagged(job.signature, on_event or _queue_put)
+    sink = _Tagger(job.signature, on_event or _queue_put)
     try:
         sink({"kind": "start"})
         with reporting(sink):
             result = resolve(job.fn)(copy.deepcopy(job.config), runtime, Path(out_dir))
+        sink.flush()
         values = _result_values(job, result)
     except GapbenchError:
         raise
@@ -154,21 +155,36 @@ def execute(job: Job, store: Store, runtime: Runtime, out_dir: Path,
     return result.status
 
 
-def _tagged(signature: str, put: Callable[[dict], None]) -> Callable[[dict], None]:
-    """`put` behind a filter: each event gets 'signature'; epoch events at most every EPOCH_EVENT_S."""
-    last = [float("-inf")]
+class _Tagger:
+    """A job's progress sink: adds 'signature' to each event and passes it to `put`, epoch events at most
+    every EPOCH_EVENT_S; the last one held back goes out before the next other event (or flush()), so the
+    display always ends on the epoch where training stopped."""
 
-    def sink(event: dict) -> None:
+    def __init__(self, signature: str, put: Callable[[dict], None]):
+        self.signature, self.put = signature, put
+        self.last, self.held = float("-inf"), None
+
+    def __call__(self, event: dict) -> None:
         now = time.perf_counter()
-        final = event.get("epoch") == event.get("max_epochs")
-        if event.get("kind") == "epoch" and now - last[0] < EPOCH_EVENT_S and not final:
-            return
-        last[0] = now
+        if event.get("kind") == "epoch":
+            if now - self.last < EPOCH_EVENT_S:
+                self.held = event
+                return
+            self.last, self.held = now, None
+        else:
+            self.flush()
+        self._send(event)
+
+    def flush(self) -> None:
+        if self.held is not None:
+            self.held, held = None, self.held
+            self._send(held)
+
+    def _send(self, event: dict) -> None:
         try:
-            put({**event, "signature": signature})
+            self.put({**event, "signature": self.signature})
         except Exception:           # progress never breaks a job (a closed queue, a full pipe)
             pass
-    return sink
 
 
 def _queue_put(event: dict) -> None:
@@ -277,13 +293,13 @@ def run_sweep(jobs: list[Job], store: Store | str | Path, *, workers: int = 1, r
 
 
 def _labels(todo: list[Job]) -> dict[str, str]:
-    """'job i/N' and the job's grid point (config['hp'], when it has one) for each signature."""
-    labels = {}
-    for i, job in enumerate(todo, 1):
-        hp = job.config.get("hp") if isinstance(job.config, dict) else None
-        point = " " + " ".join(f"{k}={v}" for k, v in hp.items()) if isinstance(hp, dict) and hp else ""
-        labels[job.signature] = f"job {i}/{len(todo)}{point}"
-    return labels
+    """'job i/N' and the job's grid point for each signature: the config['hp'] entries that differ between
+    the jobs ('job 2/3 m=1024')."""
+    points = [job.config.get("hp") if isinstance(job.config.get("hp"), dict) else {} for job in todo]
+    varying = [k for k in dict.fromkeys(k for hp in points for k in hp)
+               if len({repr(hp.get(k)) for hp in points}) > 1]
+    return {job.signature: " ".join([f"job {i}/{len(todo)}", *(f"{k}={hp[k]}" for k in varying if k in hp)])
+            for i, (job, hp) in enumerate(zip(todo, points, strict=True), 1)}
 
 
 def _stored_seconds(store: Store, jobs: list[Job], reused: list[str]) -> list[float]:
@@ -298,6 +314,9 @@ def _stored_seconds(store: Store, jobs: list[Job], reused: list[str]) -> list[fl
 def _forwarder(display: SweepDisplay, on_progress: Callable[[dict], None] | None) -> Callable[[dict], None]:
     """One receiver for progress events in the parent: the display, then the caller's on_progress."""
     def forward(event: dict) -> None:
+        if event.get("kind") == "tick":      # the pool's parent waited POLL_S: redraw the time
+            display.tick()
+            return
         if event.get("kind") == "end":
             display.finished(event["signature"], event["status"])
         else:
@@ -352,6 +371,7 @@ def _run_pool(todo: list[Job], store: Store, runtime: Runtime, out_dir: Path, wo
             while pending:
                 finished, _ = wait(pending, timeout=POLL_S, return_when=FIRST_COMPLETED)
                 _drain(queue, on_event)
+                on_event({"kind": "tick"})
                 for future in finished:
                     job = pending.pop(future)
                     try:

@@ -66,8 +66,8 @@ def two_phase_job(config, runtime, out_dir):
     from .config import RunConfig, from_dict
     from .errors import check_choice
     from .jobs import _load
-    from .run import source_from_run
     from .progress import report
+    from .run import source_from_run
     from .sweep import JobResult
     from .train import fit
     torch.set_num_threads(runtime.threads)
