@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 from sweep_jobs import jobs
 
-from gapbench import progress
-from gapbench.progress import SweepDisplay, Ticker, remaining_seconds
+from gapbench import progress, sweep_progress
+from gapbench.progress import Ticker, remaining_seconds
 from gapbench.sweep import run_sweep
+from gapbench.sweep_progress import SweepDisplay
 
 TESTS = Path(__file__).parent
 
@@ -64,7 +65,7 @@ def test_eta_by_hand():
 def test_display_eta_at_0_of_3_comes_from_epochs(monkeypatch):
     """A bar at 0/3 after 10 s with a job at epoch 5 of 50: 100 s a job, 290 s left (not tqdm's '?')."""
     now = [1000.0]
-    monkeypatch.setattr(progress.time, "perf_counter", lambda: now[0])
+    monkeypatch.setattr(sweep_progress.time, "perf_counter", lambda: now[0])
     stream = io.StringIO()
     labels = {"a": "job 1/3 m=1", "b": "job 2/3 m=2", "c": "job 3/3 m=3"}
     display = SweepDisplay(labels, workers=1, stream=stream)
@@ -82,7 +83,7 @@ def test_display_eta_at_0_of_3_comes_from_epochs(monkeypatch):
 
 
 def test_display_uses_stored_durations_before_any_finishes(monkeypatch):
-    monkeypatch.setattr(progress.time, "perf_counter", lambda: 50.0)
+    monkeypatch.setattr(sweep_progress.time, "perf_counter", lambda: 50.0)
     display = SweepDisplay({"a": "job 1/2", "b": "job 2/2"}, workers=1, stream=io.StringIO(), prior=[30.0])
     display.event({"kind": "start", "signature": "a"})
     assert display.eta() == pytest.approx(60.0)
@@ -176,3 +177,54 @@ def test_measure_reports_each_measure_on_stderr_and_clean_json_on_stdout(tmp_pat
     lines = [line for line in proc.stderr.splitlines() if line.startswith("measure ")]
     assert [line.split(" (")[0] for line in lines] == [f"measure {i}/3 {q}" for i, q in enumerate(quantities, 1)]
     assert all(" s)" in line for line in lines) and "\r" not in proc.stderr
+
+
+def test_fit_reports_every_recorded_epoch():
+    import torch
+
+    from gapbench.config import DataConfig, ModelConfig, RunConfig, TrainConfig
+    from gapbench.data.types import Dataset, Split
+    from gapbench.train import fit
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(24, 5, generator=gen)
+    split = Split(x, (x[:, 0] > 0).long(), torch.arange(24), "train")
+    data = Dataset("toy", train=split, test=split, num_classes=2, input_shape=(5,))
+    cfg = RunConfig(data=DataConfig(name="mnist"), model=ModelConfig(depth=2, width=8),
+                    train=TrainConfig(max_epochs=3, batch_size=8, stop="epochs"))
+    events = []
+    run = fit(cfg, data, on_epoch=events.append)
+    assert [e["epoch"] for e in events] == [h["epoch"] for h in run.history] == [0, 1, 2, 3]
+    assert all(e["kind"] == "epoch" and e["max_epochs"] == 3 for e in events)
+    assert [e["train_error"] for e in events] == [h["train_error"] for h in run.history]
+
+
+def test_demo_prints_measured_times_and_promises_none(tmp_path, capsys):
+    from click.testing import CliRunner
+
+    from gapbench.cli import main
+    from gapbench.config import Runtime
+    from gapbench.demo import run_demo
+    run_demo(out=tmp_path, runtime=Runtime(), names=("nk2019-linear",), preset="smoke")
+    err = capsys.readouterr().err
+    assert "demo: experiment 1/1 nk2019-linear (0:00 elapsed)" in err
+    assert "demo: nk2019-linear: 3/3 claims held, 3 runs trained, 0 reused, in 0:" in err
+    assert "demo: 1 experiments in 0:" in err
+    help_text = CliRunner().invoke(main, ["demo", "--help"]).output
+    assert "minute" not in help_text and "about" not in help_text
+
+
+class Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_terminal_display_draws_a_bar_with_the_running_jobs():
+    stream = Terminal()
+    display = SweepDisplay({"a": "job 1/2 m=8", "b": "job 2/2 m=16"}, workers=1, stream=stream)
+    display.event({"kind": "start", "signature": "a"})
+    display.event({"kind": "epoch", "signature": "a", "epoch": 5, "max_epochs": 50, "train_error": 0.031})
+    display.finished("a", "done")
+    display.close()
+    text = stream.getvalue()
+    assert "\r" in text and "sweep: 1/2" in text
+    assert "job 1/2 m=8: epoch 5/≤50, train err 0.031" in text and "eta " in text

@@ -28,7 +28,7 @@ Rules (SPEC §5):
   every later one. 'spawn' is used where forkserver does not exist (Windows). Each worker gets
   ``runtime.threads`` intra-op threads (default 1: two threads per worker degrade badly when the other core
   is busy) and OMP_NUM_THREADS / MKL_NUM_THREADS set to match.
-- Progress (:mod:`gapbench.progress`): a job reports its epochs with ``progress.report``; :func:`execute`
+- Progress (:mod:`gapbench.sweep_progress`): a job reports its epochs with ``progress.report``; :func:`execute`
   tags each event with the job's signature and hands it to the parent: directly in-process, through a
   multiprocessing queue from pool workers (the parent drains it every :data:`POLL_S` seconds while it waits).
   A worker never blocks on that queue (``cancel_join_thread``), a failing put is ignored, and a job that ends
@@ -57,14 +57,14 @@ from typing import Any
 
 from .config import Runtime
 from .errors import GapbenchError, check_choice, check_positive_int, param_error
-from .progress import SweepDisplay, reporting
+from .progress import reporting
 from .store import STATUSES, Store, checked_values
+from .sweep_progress import JobReporter, SweepDisplay, drain, forwarder, labels
 
 BACKENDS = ("local", "ray")
 FORKSERVER_PRELOAD = ["torch", "gapbench.sweep"]  # imported once by the fork server, inherited by workers
 TRANSIENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT}   # no space left on the device, disk quota exceeded
 POLL_S = 0.5                # how often the parent of a pool drains progress events while jobs run
-EPOCH_EVENT_S = 0.25        # a worker forwards at most one epoch event per this many seconds (and the last)
 _worker_queue = None        # a pool worker's queue to the parent (set by _init_worker)
 
 
@@ -132,7 +132,7 @@ def execute(job: Job, store: Store, runtime: Runtime, out_dir: Path,
     """
     started, t0 = time.time(), time.perf_counter()
     failure = None
-    sink = _Tagger(job.signature, on_event or _queue_put)
+    sink = JobReporter(job.signature, on_event or _queue_put)
     try:
         sink({"kind": "start"})
         with reporting(sink):
@@ -153,38 +153,6 @@ def execute(job: Job, store: Store, runtime: Runtime, out_dir: Path,
                  reason=result.reason, seconds=time.perf_counter() - t0, checkpoint=result.checkpoint,
                  started=started, failure=failure)
     return result.status
-
-
-class _Tagger:
-    """A job's progress sink: adds 'signature' to each event and passes it to `put`, epoch events at most
-    every EPOCH_EVENT_S; the last one held back goes out before the next other event (or flush()), so the
-    display always ends on the epoch where training stopped."""
-
-    def __init__(self, signature: str, put: Callable[[dict], None]):
-        self.signature, self.put = signature, put
-        self.last, self.held = float("-inf"), None
-
-    def __call__(self, event: dict) -> None:
-        now = time.perf_counter()
-        if event.get("kind") == "epoch":
-            if now - self.last < EPOCH_EVENT_S:
-                self.held = event
-                return
-            self.last, self.held = now, None
-        else:
-            self.flush()
-        self._send(event)
-
-    def flush(self) -> None:
-        if self.held is not None:
-            self.held, held = None, self.held
-            self._send(held)
-
-    def _send(self, event: dict) -> None:
-        try:
-            self.put({**event, "signature": self.signature})
-        except Exception:           # progress never breaks a job (a closed queue, a full pipe)
-            pass
 
 
 def _queue_put(event: dict) -> None:
@@ -274,9 +242,9 @@ def run_sweep(jobs: list[Job], store: Store | str | Path, *, workers: int = 1, r
             todo.append(job)
     if not todo:
         return result
-    display = SweepDisplay(_labels(todo), workers=min(workers, len(todo)), enabled=progress,
+    display = SweepDisplay(labels(todo), workers=min(workers, len(todo)), enabled=progress,
                            prior=_stored_seconds(store, unique, result.reused))
-    forward = _forwarder(display, on_progress)
+    forward = forwarder(display, on_progress)
     try:
         if backend == "ray":
             outcomes = _run_ray(todo, store, runtime, out_dir, workers)
@@ -292,16 +260,6 @@ def run_sweep(jobs: list[Job], store: Store | str | Path, *, workers: int = 1, r
     return result
 
 
-def _labels(todo: list[Job]) -> dict[str, str]:
-    """'job i/N' and the job's grid point for each signature: the config['hp'] entries that differ between
-    the jobs ('job 2/3 m=1024')."""
-    points = [job.config.get("hp") if isinstance(job.config.get("hp"), dict) else {} for job in todo]
-    varying = [k for k in dict.fromkeys(k for hp in points for k in hp)
-               if len({repr(hp.get(k)) for hp in points}) > 1]
-    return {job.signature: " ".join([f"job {i}/{len(todo)}", *(f"{k}={hp[k]}" for k in varying if k in hp)])
-            for i, (job, hp) in enumerate(zip(todo, points, strict=True), 1)}
-
-
 def _stored_seconds(store: Store, jobs: list[Job], reused: list[str]) -> list[float]:
     """Measured durations of the done runs this sweep reuses: the time a job of these experiments takes."""
     reused_set, seconds = set(reused), []
@@ -309,21 +267,6 @@ def _stored_seconds(store: Store, jobs: list[Job], reused: list[str]) -> list[fl
         seconds += [run.seconds for run in store.runs(experiment)
                     if run.signature in reused_set and run.status == "done" and run.seconds]
     return seconds
-
-
-def _forwarder(display: SweepDisplay, on_progress: Callable[[dict], None] | None) -> Callable[[dict], None]:
-    """One receiver for progress events in the parent: the display, then the caller's on_progress."""
-    def forward(event: dict) -> None:
-        if event.get("kind") == "tick":      # the pool's parent waited POLL_S: redraw the time
-            display.tick()
-            return
-        if event.get("kind") == "end":
-            display.finished(event["signature"], event["status"])
-        else:
-            display.event(event)
-        if on_progress is not None:
-            on_progress(event)
-    return forward
 
 
 def _dedupe(jobs: list[Job]) -> list[Job]:
@@ -370,7 +313,7 @@ def _run_pool(todo: list[Job], store: Store, runtime: Runtime, out_dir: Path, wo
         try:
             while pending:
                 finished, _ = wait(pending, timeout=POLL_S, return_when=FIRST_COMPLETED)
-                _drain(queue, on_event)
+                drain(queue, on_event)
                 on_event({"kind": "tick"})
                 for future in finished:
                     job = pending.pop(future)
@@ -383,16 +326,6 @@ def _run_pool(todo: list[Job], store: Store, runtime: Runtime, out_dir: Path, wo
             # On an error (or an abandoned generator) nothing new starts; runs in flight finish, are stored.
             pool.shutdown(wait=True, cancel_futures=True)
             queue.close()
-
-
-def _drain(queue, on_event: Callable[[dict], None]) -> None:
-    """Pass every event waiting in `queue` to `on_event`; a broken queue (a worker died mid-write) only
-    ends progress, never the sweep."""
-    try:
-        while True:
-            on_event(queue.get_nowait())
-    except Exception:           # queue.Empty when drained; EOFError/OSError/unpickling errors when broken
-        pass
 
 
 def _record_broken(store: Store, job: Job, exc: BrokenProcessPool, out_dir: Path) -> str:
