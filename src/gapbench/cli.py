@@ -220,11 +220,11 @@ def bench(as_json, quick, repeats):
 @data_dir_option
 @click.option("--json", "as_json", is_flag=True)
 def measure(checkpoint_path, data_name, split, quantities, data_dir, as_json):
-    """Compute generalization measures of a trained CHECKPOINT."""
+    """Compute generalization measures of a trained CHECKPOINT (progress per measure on stderr)."""
     from .api import measure_checkpoint
     from .checkpoint import is_verified
     values = measure_checkpoint(checkpoint_path, data_name=data_name, split=split,
-                                quantities=list(quantities) or None, data_dir=data_dir)
+                                quantities=list(quantities) or None, data_dir=data_dir, progress=True)
     if as_json:
         click.echo(json.dumps(values, indent=2))
     else:
@@ -261,7 +261,7 @@ def certify(checkpoint_path, data_name, split, delta, family_size, data_dir, as_
               help="Worker processes (1 thread each); default: the CPU count, at most 4.")
 @data_dir_option
 def demo(out, workers, data_dir):
-    """The headline results of both papers in one HTML report (about 10 minutes on 2 CPU cores)."""
+    """The headline results of both papers in one HTML report (prints each experiment's time and the total)."""
     from .demo import run_demo
     with _faults(out):
         path = run_demo(out=out, runtime=_runtime(workers, data_dir))

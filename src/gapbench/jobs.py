@@ -16,6 +16,7 @@ holds one trained model and is named by that model's RunConfig signature (:func:
 is what checkpoint.load verifies: two jobs that train the same model (measured differently, or by two
 experiments) share its file, and training is reused. A results row names its model by `checkpoint` (the
 path) and `model_signature` (`model_signature_b` for draw b of a pair, beside it): see model_signatures.
+Training reports each epoch with gapbench.progress.report, which the sweep running the job displays.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import torch
 
 from .config import RunConfig, Runtime, from_dict, signature
 from .evaluate import margins, zero_one_error
+from .progress import report
 
 
 def _load(cfg: RunConfig, runtime: Runtime):
@@ -59,8 +61,9 @@ def _draw_b(cfg_a: RunConfig, config: dict[str, Any]) -> RunConfig:
                                                                subset_seed=int(config["pair_subset_seed"])))
 
 
-def _train_or_reuse(cfg: RunConfig, data, runtime: Runtime, out_dir: Path):
-    """Train `cfg`, or load its checkpoint when one with the same RunConfig signature exists."""
+def _train_or_reuse(cfg: RunConfig, data, runtime: Runtime, out_dir: Path, draw: str | None = None):
+    """Train `cfg`, or load its checkpoint when one with the same RunConfig signature exists; epochs are
+    reported (gapbench.progress) with the pair's `draw` ('a' or 'b') when given."""
     from . import checkpoint
     from .train import fit
     path = checkpoint_path(out_dir, cfg)
@@ -69,7 +72,8 @@ def _train_or_reuse(cfg: RunConfig, data, runtime: Runtime, out_dir: Path):
             return checkpoint.load(path, expected_signature=signature(cfg)), path
         except Exception:  # a corrupt or stale checkpoint is retrained, never trusted
             path.unlink(missing_ok=True)
-    run = fit(cfg, data, runtime=runtime, progress=False)
+    on_epoch = report if draw is None else (lambda event: report({**event, "draw": draw}))
+    run = fit(cfg, data, runtime=runtime, progress=False, on_epoch=on_epoch)   # epochs to the sweep's display
     checkpoint.save(path, run)
     return run, path
 
@@ -153,6 +157,7 @@ def train_measure(config: dict[str, Any], runtime: Runtime, out_dir: Path):
     if run.status == "failed":
         return JobResult({"epochs": float(run.epochs), "steps": float(run.steps)}, status="failed",
                          reason=run.reason, checkpoint=str(path))
+    report({"kind": "stage", "stage": "measuring"})
     values = basic_values(run, data)
     values.update(measure_quantities(run, data, config.get("quantities", [])))
     values["job_seconds"] = time.perf_counter() - start
@@ -174,10 +179,11 @@ def train_pair(config: dict[str, Any], runtime: Runtime, out_dir: Path):
     runs, paths = [], []
     for cfg, suffix in ((cfg_a, ""), (cfg_b, "_b")):
         data = _load(cfg, runtime)
-        run, path = _train_or_reuse(cfg, data, runtime, out_dir)
+        run, path = _train_or_reuse(cfg, data, runtime, out_dir, draw=suffix[1:] or "a")
         if run.status == "failed":
             return JobResult({"epochs" + suffix: float(run.epochs)}, status="failed",
                              reason=f"draw{suffix or '_a'}: {run.reason}", checkpoint=str(path))
+        report({"kind": "stage", "stage": "measuring"})
         draw = basic_values(run, data)
         draw.update(measure_quantities(run, data, config.get("quantities", [])))
         values.update({key + suffix: value for key, value in draw.items()})

@@ -66,6 +66,7 @@ def two_phase_job(config, runtime, out_dir):
     from .config import RunConfig, from_dict
     from .errors import check_choice
     from .jobs import _load
+    from .progress import report
     from .run import source_from_run
     from .sweep import JobResult
     from .train import fit
@@ -77,7 +78,7 @@ def two_phase_job(config, runtime, out_dir):
     epochs = int(p["epochs"])
     if p["mode"] == "standard":
         run = fit(dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, max_epochs=2 * epochs)), data,
-                  runtime=runtime)
+                  runtime=runtime, on_epoch=report)
         model, failed = run.model, run.status == "failed" and run.reason
         values = {}
     else:
@@ -87,10 +88,12 @@ def two_phase_job(config, runtime, out_dir):
         check_choice(budget, "phase1_budget", "kkb2017-two-phase", ("epochs", "steps"))
         phase1_epochs = epochs if budget == "epochs" else max(1, round(epochs * len(data.train) / count))
         phase1_cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, max_epochs=phase1_epochs))
-        phase1 = fit(phase1_cfg, first_points(data, count), runtime=runtime)
+        phase1 = fit(phase1_cfg, first_points(data, count), runtime=runtime,
+                     on_epoch=lambda e: report({**e, "phase": 1}))
         net = gated_from(phase1.model) if p["mode"] == "two_phase" else freeze_all_but_last(phase1.model)
         phase2 = fit(phase_cfg, data, runtime=runtime, model=net,
-                     init_source=source_from_run(phase1, data.train.source))
+                     init_source=source_from_run(phase1, data.train.source),
+                     on_epoch=lambda e: report({**e, "phase": 2}))
         model, failed = phase2.model, (phase1.status == "failed" and phase1.reason) or (
             phase2.status == "failed" and phase2.reason)
         values = {"n_phase1": float(count), "n_rest": float(len(data.train) - count)}
