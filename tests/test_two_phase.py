@@ -53,7 +53,8 @@ def test_fresh_last_layer_reinitializes_only_the_trainable_last_layer():
     phase1 = trained()
     net = phase2_start(phase1, "last_layer", "fresh", CFG)
     new, old = ([m for m in n if isinstance(m, nn.Linear)] for n in (net, phase1))
-    assert all(torch.equal(a.weight, b.weight) and not a.weight.requires_grad for a, b in zip(new[:-1], old[:-1]))
+    for a, b in zip(new[:-1], old[:-1], strict=True):     # the frozen features: phase 1's weights
+        assert torch.equal(a.weight, b.weight) and not a.weight.requires_grad
     assert not torch.equal(new[-1].weight, old[-1].weight) and new[-1].weight.requires_grad
 
 
