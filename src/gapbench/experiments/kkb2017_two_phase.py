@@ -5,7 +5,7 @@ m points; the test accuracy is compared with standard training of the same archi
 The 'last_layer' variant (features frozen after phase 1, only the last layer retrained) is kept for
 comparison and carries the rigorous `linear_margin` bound on the (1 − α)·m points phase 1 never saw; the
 two-phase net carries KKB's Theorem 8 with plug-in constants (an estimate, labelled so).
-The paper's MNIST model is a CNN (two conv 32@5×5 + max-pool + ReLU blocks (App. B), FC 1024 with dropout 0.5); the quick
+The paper's MNIST model is a CNN (conv 32@5×5 + max-pool + ReLU, twice; FC 1024 with dropout 0.5); the quick
 preset uses a bias-free MLP on a subset (Theorem 8's Gram route needs a fully connected net).
 """
 
