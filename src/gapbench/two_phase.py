@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from .deep_paths import TwoPhaseNet
+from .errors import check_choice, param_error
 from .evaluate import zero_one_error
 
 _LAYERWISE = (nn.Linear, nn.Conv2d)
@@ -52,19 +53,64 @@ def rest_points(data, count: int):
                                name="train_rest")
 
 
+PHASE1_BUDGETS = ("epochs", "steps")
+PHASE2_INITS = ("warm", "fresh")
+
+
+def normalized(data, mean: float, std: float):
+    """A copy of `data` whose inputs (every split) are (x − mean)/std: fixed constants, not statistics of S,
+    so the gates learned on S_αm stay independent of S ∖ S_αm (PyTorch's MNIST example: 0.1307, 0.3081)."""
+    import dataclasses
+    if not std > 0:
+        raise param_error("normalize", "kkb2017-two-phase", "[mean, std] with std > 0", [mean, std],
+                          "Pass e.g. --set normalize=[0.1307,0.3081], or null for raw [0, 1] pixels.")
+
+    def scale(split):
+        return None if split is None else dataclasses.replace(split, x=(split.x - mean) / std)
+    return dataclasses.replace(data, train=scale(data.train), test=scale(data.test), val=scale(data.val),
+                               extra={k: scale(v) for k, v in data.extra.items()})
+
+
+def phase2_start(phase1_model: nn.Module, mode: str, init: str, cfg) -> nn.Module:
+    """The net phase 2 trains. 'warm' (KKB §5.3.1: w̄ keeps training from w_{S_αm}): the phase-1 weights.
+    'fresh': the trainable part (the whole value net, or the last layer) restarts from a new draw of the
+    config's init scheme with the run's init seed; the gates (or frozen features) stay at phase 1's weights."""
+    from .models import init_weights
+    check_choice(init, "phase2_init", "kkb2017-two-phase", PHASE2_INITS)
+    net = gated_from(phase1_model) if mode == "two_phase" else freeze_all_but_last(phase1_model)
+    if init == "fresh":
+        target = net.value if mode == "two_phase" else [m for m in net if isinstance(m, _LAYERWISE)][-1]
+        init_weights(target, cfg.model.init, cfg.model.init_seed)
+    return net
+
+
+def epoch_budgets(p, m: int, count: int) -> dict[str, int]:
+    """Epochs of each training run. Standard: `standard_epochs` (default 2·`epochs`) over the m points.
+    Phase 1: `epochs` over S_αm ('epochs') or round(`epochs`·m/αm), the SGD steps of `epochs` epochs over m
+    ('steps'). Phase 2: `phase2_epochs` (default `epochs`) over the m points. [verify: KKB v5 state 1000
+    epochs for App. A1's Tables 2 and 3 only; Fig. 2's budgets are not stated.]"""
+    epochs = int(p["epochs"])
+    budget = p.get("phase1_budget", "epochs")
+    check_choice(budget, "phase1_budget", "kkb2017-two-phase", PHASE1_BUDGETS)
+    return {"standard": int(p.get("standard_epochs") or 2 * epochs),
+            "phase1": epochs if budget == "epochs" else max(1, round(epochs * m / count)),
+            "phase2": int(p.get("phase2_epochs") or epochs)}
+
+
+def _with_epochs(cfg, epochs: int):
+    import dataclasses
+    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, max_epochs=epochs))
+
+
 def two_phase_job(config, runtime, out_dir):
     """Sweep job for `kkb2017-two-phase`: mode 'standard' (all m points, the baseline), 'two_phase' (gates
     learned on S_αm then frozen; value weights trained on all m points) or 'last_layer' (all but the last layer
-    frozen after phase 1). Phase 2 runs `epochs` epochs over the m points; phase 1 runs `epochs` epochs over
-    S_αm when ``phase1_budget`` is 'epochs', or round(`epochs`/α) epochs (the SGD steps of `epochs` epochs
-    over m) when it is 'steps'. The baseline runs 2·`epochs` epochs over m. [verify: KKB do not state the
-    budget split; 'epochs' is the default, 'steps' the other reading.]"""
-    import dataclasses
+    frozen after phase 1). Epochs per run: :func:`epoch_budgets`; phase 2's start: :func:`phase2_start`
+    (hp 'phase2_init'); inputs: :func:`normalized` when hp 'normalize' is [mean, std]."""
     import time
 
     from .bounds import bound
     from .config import RunConfig, from_dict
-    from .errors import check_choice
     from .jobs import _load
     from .progress import report
     from .run import source_from_run
@@ -74,24 +120,21 @@ def two_phase_job(config, runtime, out_dir):
     cfg = from_dict(RunConfig, config["run"])
     p = config["hp"]
     data = _load(cfg, runtime)
+    if p.get("normalize"):
+        data = normalized(data, *map(float, p["normalize"]))
     start = time.perf_counter()
-    epochs = int(p["epochs"])
     if p["mode"] == "standard":
-        run = fit(dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, max_epochs=2 * epochs)), data,
+        run = fit(_with_epochs(cfg, epoch_budgets(p, len(data.train), len(data.train))["standard"]), data,
                   runtime=runtime, on_epoch=report)
         model, failed = run.model, run.status == "failed" and run.reason
         values = {}
     else:
         count = max(1, round(float(p["alpha"]) * len(data.train)))
-        phase_cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, max_epochs=epochs))
-        budget = p.get("phase1_budget", "epochs")
-        check_choice(budget, "phase1_budget", "kkb2017-two-phase", ("epochs", "steps"))
-        phase1_epochs = epochs if budget == "epochs" else max(1, round(epochs * len(data.train) / count))
-        phase1_cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, max_epochs=phase1_epochs))
-        phase1 = fit(phase1_cfg, first_points(data, count), runtime=runtime,
+        budgets = epoch_budgets(p, len(data.train), count)
+        phase1 = fit(_with_epochs(cfg, budgets["phase1"]), first_points(data, count), runtime=runtime,
                      on_epoch=lambda e: report({**e, "phase": 1}))
-        net = gated_from(phase1.model) if p["mode"] == "two_phase" else freeze_all_but_last(phase1.model)
-        phase2 = fit(phase_cfg, data, runtime=runtime, model=net,
+        net = phase2_start(phase1.model, p["mode"], p.get("phase2_init", "warm"), cfg)
+        phase2 = fit(_with_epochs(cfg, budgets["phase2"]), data, runtime=runtime, model=net,
                      init_source=source_from_run(phase1, data.train.source),
                      on_epoch=lambda e: report({**e, "phase": 2}))
         model, failed = phase2.model, (phase1.status == "failed" and phase1.reason) or (

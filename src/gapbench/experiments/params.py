@@ -27,6 +27,7 @@ class Param:
     high_open: bool = False
     many: bool = False                   # a non-empty list of such values
     choices: tuple[str, ...] = ()
+    optional: bool = False               # None is accepted too (a preset's "not set: the default behaviour")
 
     def describe(self) -> str:
         if self.choices:
@@ -39,7 +40,8 @@ class Param:
             one = "a non-empty string"
         else:
             one = f"{'an int' if self.kind is int else 'a finite float'}{self._range()}"
-        return f"a non-empty list of values, each {one}" if self.many else one
+        one = f"a non-empty list of values, each {one}" if self.many else one
+        return f"{one}, or none" if self.optional else one
 
     def _range(self) -> str:
         if self.low is not None and self.high is not None:
@@ -51,6 +53,8 @@ class Param:
         return ""
 
     def accepts(self, value: Any) -> bool:
+        if value is None:
+            return self.optional
         if self.many:
             return (isinstance(value, (list, tuple)) and len(value) > 0
                     and all(self._accepts_one(v) for v in value))
@@ -74,9 +78,9 @@ class Param:
         return not (self.high is not None and (value > self.high or (self.high_open and value == self.high)))
 
 
-def count(minimum: int = 1, *, many: bool = False) -> Param:
+def count(minimum: int = 1, *, many: bool = False, optional: bool = False) -> Param:
     """An integer >= minimum (sizes, epochs, seeds)."""
-    return Param(int, low=minimum, many=many)
+    return Param(int, low=minimum, many=many, optional=optional)
 
 
 def positive(*, many: bool = False) -> Param:
@@ -84,9 +88,9 @@ def positive(*, many: bool = False) -> Param:
     return Param(float, low=0.0, low_open=True, many=many)
 
 
-def nonnegative(*, many: bool = False) -> Param:
+def nonnegative(*, many: bool = False, optional: bool = False) -> Param:
     """A finite float >= 0."""
-    return Param(float, low=0.0, many=many)
+    return Param(float, low=0.0, many=many, optional=optional)
 
 
 def fraction(*, low_open: bool = False, high_open: bool = False, many: bool = False) -> Param:
