@@ -7,9 +7,23 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV="${GAPBENCH_VENV:-.venv}"
-[ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
-"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check torch==2.13.0
-"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+if [ ! -x "$VENV/bin/python" ]; then
+    echo "setup: creating the virtual environment $VENV …"
+    python3 -m venv "$VENV"
+fi
+# pip shows what it downloads and installs; "Requirement already satisfied" lines (one per package on a
+# second run) are dropped. Its progress bars only on a terminal: a log file gets no '\r' clutter.
+PIP_BAR=off
+[ -t 1 ] && PIP_BAR=on
+pip_install() {
+    "$VENV/bin/python" -m pip install --disable-pip-version-check --progress-bar "$PIP_BAR" "$@" \
+        | { grep -v '^Requirement already satisfied' || true; }
+}
+echo "setup: installing torch==2.13.0 (CPU build) into $VENV …"
+pip_install torch==2.13.0
+echo "setup: installing gapbench[dev] (editable, with its test tools: pytest, ruff, hypothesis, mpmath) …"
+pip_install -e '.[dev]'
+echo "setup: installed: $("$VENV/bin/python" -c 'import torch, gapbench; print(f"torch {torch.__version__}, gapbench {gapbench.__version__}")')"
 
 SHARED_MNIST="$(cd .. && pwd)/shared/data/mnist"
 if [ -d "$SHARED_MNIST" ]; then

@@ -75,3 +75,15 @@ def write_many(path: str, worker: int, count: int) -> None:
             store.record("concurrent", "shared", {"worker": worker}, {"worker": worker, "i": i},
                          status="done", provenance={"test": True})
     store.close()
+
+
+def epochs(config: dict, runtime, out_dir: Path) -> JobResult:
+    """Report config['epochs'] epochs through gapbench.progress, config['sleep'] seconds apart, and (when
+    config['die']) SIGKILL this process after the first, as a worker killed by the OOM killer."""
+    from gapbench.progress import report
+    for epoch in range(1, config["epochs"] + 1):
+        time.sleep(config.get("sleep", 0.0))
+        report({"kind": "epoch", "epoch": epoch, "max_epochs": config["epochs"], "train_error": 1 / epoch})
+        if config.get("die"):
+            os.kill(os.getpid(), 9)
+    return JobResult(expected_values(config["x"]))

@@ -95,18 +95,18 @@ def test_truncated_file(tmp_path):
     path = checkpoint.save(tmp_path / "run.pt", trained_run(MLP, (6,)))
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
-    with pytest.raises(GapbenchError, match=r"'.*run\.pt' is not a usable gapbench checkpoint.*truncated"):
+    with pytest.raises(GapbenchError, match=r"'.*run\.pt' is damaged: its zip archive cannot be read \(truncated"):
         checkpoint.load(path)
 
 
 def test_non_checkpoint_files(tmp_path):
     text = tmp_path / "notes.pt"
     text.write_text("hello")
-    with pytest.raises(GapbenchError, match="notes.pt' is not a usable gapbench checkpoint"):
+    with pytest.raises(GapbenchError, match="notes.pt' is not a gapbench checkpoint: .* starts with b'hell'"):
         checkpoint.load(text)
     other = tmp_path / "tensor.pt"
     torch.save({"weights": torch.zeros(2)}, other)
-    with pytest.raises(GapbenchError, match="no 'format' marker"):
+    with pytest.raises(GapbenchError, match="no gapbench 'format' marker"):
         checkpoint.load(other)
 
 
@@ -117,7 +117,7 @@ def test_tampered_config_fails_signature_check(tmp_path):
     config["train"]["lr"] = 0.5
     payload["config"] = json.dumps(config)
     torch.save(payload, path)
-    with pytest.raises(GapbenchError, match=r"stores signature .* but its config hashes to .*Delete it"):
+    with pytest.raises(GapbenchError, match=r"stores signature .* but its config hashes to .*not measured"):
         checkpoint.load(path)
 
 
@@ -183,9 +183,10 @@ def test_init_source_round_trip_and_old_files(tmp_path):
     assert got["init_source"] == {"kind": "seeded", "seed": 3}
     points, root = data_ancestry(got)
     assert root == "seeded" and [(sig, pool) for sig, pool, _ in points] == [(parent.signature, "train")]
-    path = tmp_path / "old.pt"
+    path = tmp_path / "old.pt"            # a format-1 file: no init_source, no checksum
     payload = torch.load(checkpoint.save(path, child), weights_only=True)
-    del payload["init_source"]
+    del payload["init_source"], payload["weights_sha256"]
+    payload["format_version"] = 1
     torch.save(payload, path)
     assert checkpoint.load(path).init_source == {"kind": "unknown"}
 
@@ -195,3 +196,132 @@ def test_unreadable_init_source_is_refused(tmp_path):
     run.init_source = {"kind": "run", "parent": object()}
     with pytest.raises(GapbenchError, match=r"run\.init_source\['parent'\] is a object"):
         checkpoint.save(tmp_path / "run.pt", run)
+
+
+def _edit_payload(path, edit):
+    payload = torch.load(path, weights_only=True)
+    edit(payload)
+    torch.save(payload, path)
+
+
+def _flip_first_weight(payload):
+    key = sorted(payload["state_dict"])[0]
+    payload["state_dict"][key].view(-1)[0] += 1e-3
+
+
+@pytest.mark.parametrize("edit", [
+    _flip_first_weight,
+    lambda p: p["init_state"][sorted(p["init_state"])[-1]].view(-1).__setitem__(0, 7.0),
+    lambda p: p["train_indices"].__setitem__(0, 10 ** 6),
+    lambda p: p["state_dict"].update({k + "_renamed": v for k, v in [p["state_dict"].popitem()]}),
+    lambda p: p.update(init_source={"kind": "seeded", "seed": 12345}),
+], ids=["weight", "init", "train_indices", "renamed", "init_source"])
+def test_tampered_tensors_fail_the_checksum(tmp_path, edit):
+    path = checkpoint.save(tmp_path / "run.pt", trained_run(MLP, (6,)))
+    assert checkpoint.is_verified(path)
+    _edit_payload(path, edit)
+    with pytest.raises(GapbenchError, match=r"'.*run\.pt' fails its weight checksum: .* not measured"):
+        checkpoint.load(path)
+
+
+def test_checksum_matches_an_independent_digest(tmp_path):
+    """Recompute SHA-256 with numpy bytes and hashlib directly, in the documented order."""
+    import hashlib
+    path = checkpoint.save(tmp_path / "run.pt", trained_run(MLP, (6,)))
+    payload = torch.load(path, weights_only=True)
+    digest = hashlib.sha256()
+    for section in ("state_dict", "init_state"):
+        for key in sorted(payload[section]):
+            array = payload[section][key].numpy()
+            digest.update(f"{section}/{key}:{payload[section][key].dtype}:{list(array.shape)}\n".encode())
+            digest.update(array.tobytes())
+    indices = payload["train_indices"].numpy()
+    digest.update(f"train_indices/:{payload['train_indices'].dtype}:{list(indices.shape)}\n".encode())
+    digest.update(indices.tobytes())
+    assert payload["init_source"]["kind"] in ("seeded", "unknown")     # a flat dict of plain values here
+    for key in sorted(payload["init_source"]):          # init_source's leaves, in sorted key order
+        value = payload["init_source"][key]
+        digest.update(f"init_source/{key}={type(value).__name__}:{value!r}\n".encode())
+    assert payload["weights_sha256"] == digest.hexdigest()
+    assert payload["format_version"] == checkpoint.FORMAT_VERSION == 2
+
+
+def test_format_1_files_load_unverified(tmp_path):
+    run = trained_run(MLP, (6,))
+    path = checkpoint.save(tmp_path / "run.pt", run)
+
+    def to_format_1(payload):
+        del payload["weights_sha256"]
+        payload["format_version"] = 1
+    _edit_payload(path, to_format_1)
+    assert_same_run(checkpoint.load(path), run)
+    assert not checkpoint.is_verified(path)
+    _edit_payload(path, lambda p: p.update(format_version=2))
+    with pytest.raises(GapbenchError, match="checksum 'weights_sha256' is missing"):
+        checkpoint.load(path)
+
+
+class _RunsCode:
+    def __reduce__(self):
+        return (os.system, ("echo should-never-run",))
+
+
+def _foreign_files(tmp_path):
+    """(file, words the message must contain) for every kind of file that is not a checkpoint."""
+    import pickle
+    good = checkpoint.save(tmp_path / "good.pt", trained_run(MLP, (6,)))
+    (tmp_path / "truncated.pt").write_bytes(good.read_bytes()[:300])
+    (tmp_path / "random.pt").write_bytes(bytes(range(256)) * 4)
+    torch.save({"x": _RunsCode()}, tmp_path / "code.pt")
+    torch.save({"weights": torch.zeros(2)}, tmp_path / "tensor.pt")
+    (tmp_path / "README.md").write_text("# notes\n")
+    (tmp_path / "plain.pkl").write_bytes(pickle.dumps({"a": 1}, protocol=4))
+    return [("truncated.pt", "is damaged"), ("random.pt", "starts with b'\\x00\\x01\\x02\\x03'"),
+            ("code.pt", "holds pickled Python objects"), ("tensor.pt", "no gapbench 'format' marker"),
+            ("README.md", "starts with b'# no'"), ("plain.pkl", "is not a gapbench checkpoint")]
+
+
+def test_unreadable_files_get_gapbench_words_and_no_warning(tmp_path, recwarn):
+    for name, words in _foreign_files(tmp_path):
+        with pytest.raises(GapbenchError) as info:
+            checkpoint.load(tmp_path / name)
+        message = str(info.value)
+        assert words in message, message
+        assert not any(text in message for text in ("weights_only", "PyTorch", "miniz", "delete it")), message
+        if "is not a gapbench checkpoint" in message:              # no advice to retrain a README
+            assert "retrain" not in message.lower(), message
+    assert not [w for w in recwarn if not issubclass(w.category, ResourceWarning)]
+
+
+def test_measure_cli_refuses_bad_files_with_exit_2(tmp_path):
+    from click.testing import CliRunner
+
+    from gapbench.cli import main
+    for name, words in _foreign_files(tmp_path):
+        result = CliRunner().invoke(main, ["measure", str(tmp_path / name)])
+        text = " ".join(result.output.split())
+        assert result.exit_code == 2 and words in text, text
+        assert "Traceback" not in text and "Warning" not in text and "weights_only" not in text
+        assert text.startswith("error:") and text.count("error:") == 1
+    path = tmp_path / "good.pt"
+    _edit_payload(path, _flip_first_weight)
+    result = CliRunner().invoke(main, ["measure", str(path)])
+    assert result.exit_code == 2 and "fails its weight checksum" in " ".join(result.output.split())
+
+
+def test_measure_marks_format_1_checkpoints_unverified(tmp_path, data_dir):
+    from click.testing import CliRunner
+
+    from gapbench.cli import main
+    path = checkpoint.save(tmp_path / "run.pt", trained_run(MLP, (784,), num_classes=10))
+    args = ["measure", str(path), "-q", "frobenius_product", "--data-dir", str(data_dir)]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert "unverified" not in result.output
+
+    def to_format_1(payload):
+        del payload["weights_sha256"]
+        payload["format_version"] = 1
+    _edit_payload(path, to_format_1)
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0 and "predates weight checksums" in result.stderr

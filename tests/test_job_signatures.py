@@ -1,6 +1,7 @@
 """Every experiment's job configs and their signatures are those main produced before the package was
 restructured (issue 12): stored results stay valid. tests/data/job_signatures.json was captured from main
-at 5890988 by expanding every preset of every registered experiment."""
+at 5890988 by expanding every preset of every registered experiment, and again from main at 813d5d8 (whose
+new presets and parameters changed some configs) when it was merged into the restructured package."""
 
 from __future__ import annotations
 

@@ -7,7 +7,7 @@ import pytest
 import sweep_jobs
 
 from gapbench.errors import GapbenchError
-from gapbench.store import SCHEMA_VERSION, Store
+from gapbench.store import SCHEMA_VERSION, Store, store_error
 
 PROV = {"gapbench": "test"}
 
@@ -123,7 +123,7 @@ def test_newer_schema_is_refused(tmp_path):
 def test_not_a_database(tmp_path):
     path = tmp_path / "s.sqlite"
     path.write_bytes(b"this is not sqlite" * 100)
-    with pytest.raises(GapbenchError, match="cannot be opened as SQLite"):
+    with pytest.raises(GapbenchError, match=r"is corrupted \(SQLite: file is not a database\)\. Move it aside"):
         Store(path).experiments()
 
 
@@ -149,3 +149,23 @@ def test_concurrent_writers(tmp_path):
     raw = sqlite3.connect(path)
     assert raw.execute("SELECT COUNT(*) FROM run_values").fetchone() == (200 * 3 + 2,)
     assert raw.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+
+
+def test_full_disk_keeps_its_real_cause(tmp_path):
+    """SQLite rolls back by itself on SQLITE_FULL; the error seen is 'disk is full', not 'cannot rollback'."""
+    store = Store(tmp_path / "s.sqlite")
+    store.record("exp", "small", {}, {"v": 1.0}, status="done", provenance=PROV)
+    conn = store._conn()
+    pages = conn.execute("PRAGMA page_count").fetchone()[0]
+    conn.execute(f"PRAGMA max_page_count = {pages + 1}")       # a disk with one free page
+    big = {f"q{i}": float(i) for i in range(5000)}
+    with pytest.raises(sqlite3.OperationalError, match="database or disk is full") as info:
+        store.record("exp", "big", {"pad": "x" * 100_000}, big, status="done", provenance=PROV)
+    assert store_error(store.path, info.value).args[0].startswith("No space left on device")
+    assert store.get("exp", "small").values == {"v": 1.0} and store.get("exp", "big") is None
+
+
+def test_store_error_leaves_bugs_alone(tmp_path):
+    assert store_error(tmp_path / "s", sqlite3.OperationalError("no such table: runs")) is None
+    message = str(store_error(tmp_path / "s", sqlite3.OperationalError("attempt to write a readonly database")))
+    assert "cannot be written: its directory is read-only" in message and "damaged" not in message

@@ -68,20 +68,32 @@ def _checkpoint_and_data(path, data_name, data_dir):
     return run, load_data(data_cfg, data_dir=data_dir), data_cfg.name == run.config.data.name
 
 
-def measure_checkpoint(path, *, data_name=None, split="train", quantities=None, data_dir=None) -> dict:
-    """Every applicable measure (or the named ones) of a checkpoint, as {name: value}."""
+def measure_checkpoint(path, *, data_name=None, split="train", quantities=None, data_dir=None,
+                       progress: bool = False) -> dict:
+    """Every applicable measure (or the named ones) of a checkpoint, as {name: value}.
+
+    With `progress`, each measure's name, i/N and seconds go to stderr as it finishes (gapbench.progress)."""
     from .measures import list_measures, measure
+    from .progress import Ticker
     run, data, _ = _checkpoint_and_data(path, data_name, data_dir)
     target = data.split(split)
     init = run.init_model()
     names = quantities or [e.name for e in list_measures()]
     values = {}
-    for name in names:
-        try:
-            values[name] = float(measure(name, run.model, target, init=init))
-        except GapbenchError:
-            if quantities:      # asked for by name: the user should hear why it does not apply
-                raise
+    ticker = Ticker(len(names), "measure", enabled=progress)
+    try:
+        for name in names:
+            ticker.begin(name)
+            try:
+                values[name] = float(measure(name, run.model, target, init=init))
+                outcome = ""
+            except GapbenchError:
+                if quantities:      # asked for by name: the user should hear why it does not apply
+                    raise
+                outcome = ", does not apply"
+            ticker.done(f"{name}{outcome} ({ticker.item_seconds():.1f} s)")
+    finally:
+        ticker.close()
     return values
 
 

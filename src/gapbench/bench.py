@@ -1,60 +1,132 @@
-"""The training-throughput benchmark behind ``gapbench bench`` (SPEC §6), all ratios measured in one run.
+"""The training-throughput benchmark behind ``gapbench bench`` (SPEC §6): every ratio from interleaved,
+repeated pairs in one run, reported as its median with the spread.
 
-Measurements (every timing is the best of `reps` repetitions after a warm-up; inputs are seeded synthetic
-tensors of MNIST shape, since throughput does not depend on the pixel values):
+Why pairs: on a shared machine the load from other processes changes from second to second (one run of
+the old best-of timing gave MFU 0.52, the next 0.80). The two sides A and B of a ratio are timed back to
+back, A B A B … for R rounds (:func:`interleaved`), and each pair gives one ratio, so both sides of a ratio
+see the same load; the median over the R pairs discards the pairs a burst of load hit, and the spread
+(min–max and the interquartile range) shows how noisy the run was. One untimed call of every side comes
+first (numba compilation, allocator warm-up). Every figure is the median of its R per-trial values; none
+is a best-of. Each target is checked on the median. Inputs are seeded synthetic tensors of MNIST shape
+(throughput does not depend on the pixel values); the workload of one trial is a :class:`BenchSizes`.
 
-- ``matmul_peak_flops``: fp32 (n×n)·(n×n) matmul, n = 2048, counted as 2n³ FLOP.
-- ``mlp_b128_mfu``: the engine's plain path (autograd + torch.optim.SGD) on the 784-1024×5-10 bias-free
-  MLP, sigmoid CE, batch 128: achieved FLOP/s ÷ ``matmul_peak_flops``, counting 6·N_params·batch FLOP per
-  step (2 forward + 4 backward; the SGD update is not counted). Target ≥ 0.75.
-- ``batch1_speedup``: the fused batch-1 path's steps/s ÷ a plain ``nn.Module`` + ``torch.optim.SGD`` loop's
-  steps/s on the same net and loss. Target ≥ 4. Also ``batch1_steps_per_s`` and ``batch1_hours_2m_steps``
-  (the NK paper preset's ≈ 2 M steps per pair of draws).
-- ``stacked32_speedup``: 32 × 784-100-10 MLPs at batch 64, trained together as one stacked model ÷ trained
-  one after another with the plain path, the same number of steps each. Target ≥ 2.5.
+- ``mlp_b128_mfu`` = B's FLOP/s ÷ A's FLOP/s. A: ``matmul_calls`` fp32 (n×n)·(n×n) matmuls, n =
+  ``matmul_size``, 2n³ FLOP each (the machine's peak). B: ``mlp_steps`` steps of the engine's plain path
+  (autograd + torch.optim.SGD) on the 784-1024×5-10 bias-free MLP, sigmoid CE, batch 128, counted as
+  6·N_params·batch FLOP per step (2 forward + 4 backward; the SGD update is not counted). Target ≥ 0.75.
+- ``batch1_speedup`` = A's seconds ÷ B's. A: a plain ``nn.Module`` + ``torch.optim.SGD`` loop, B: the fused
+  batch-1 path, ``batch1_steps`` steps each on the same net and loss. Target ≥ 4.
+- ``stacked32_speedup`` = A's seconds ÷ B's. A: 32 × 784-100-10 MLPs at batch 64 trained one after another
+  with the plain path; B: the same 32 trained together as one stacked model; ``stacked_steps`` steps each.
+  Target ≥ 2.5.
 - ``spectral_s``: seconds for the exact spectral norms (``torch.linalg.matrix_norm(ord=2)``) of the six
-  weight matrices of the 784-1024×5-10 net. Target < 2.
+  weight matrices of the net, R repetitions (no pair). Target < 2.
 
 Threads: everything runs with one intra-op thread per core of the machine (``os.cpu_count()``), reported as
-``threads``; both sides of each ratio run under the same thread count. Other processes on the machine make
-the figures noisy; the ratios, measured back to back, are the robust part.
+``threads``; both sides of each pair run under the same thread count, restored afterwards.
+
+JSON (``gapbench bench --json``, the dict :func:`run_bench` returns)::
+
+    {"quick": false, "repeats": 7, "threads": 2, "torch": "2.13.0", "machine": "x86_64", "processor": "…",
+     "sizes": {...},          # BenchSizes of this run, as a dict (the net as a ModelConfig dict)
+     "net_params": 5_007_360,   # N_params of that net (the 6·N·batch FLOP count)
+     "figures": {NAME: {"label": "MLP b128 MFU", "unit": "ratio", "median": 0.8, "q1": …, "q3": …,
+                        "iqr": …, "min": …, "max": …, "n": 7}, …},   # one entry per FIGURES name
+     "targets": {NAME: {"target": ">= 0.75", "median": 0.8, "met": true}, …},   # one per TARGETS name
+     "bench_s": 63.2}         # wall-clock seconds of the whole run
+
+Quartiles are numpy's linear-interpolation percentiles of the R per-pair values (``n`` = R).
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
-import math
 import os
 import platform
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
+import numpy as np
 import torch
 
 from .config import ModelConfig, RunConfig, TrainConfig
+from .errors import check_positive_int
 from .models import build_model
 from .train.batch1 import Batch1Engine
 from .train.loop import PlainEngine
 from .train.losses import get_loss
 from .train.stacked import StackedMLP
 
+Clock = Callable[[], float]  # seconds, monotonic (time.perf_counter); tests pass a scripted one
+
 TARGETS = {"mlp_b128_mfu": (">=", 0.75), "batch1_speedup": (">=", 4.0), "stacked32_speedup": (">=", 2.5),
            "spectral_s": ("<", 2.0)}
+FIGURES = {  # name: (label in the text table, unit); the order of the table
+    "mlp_b128_mfu": ("MLP b128 MFU", "ratio"),
+    "batch1_speedup": ("batch-1 speed-up", "x"),
+    "stacked32_speedup": ("stacked x32 speed-up", "x"),
+    "spectral_s": ("spectral norms", "s"),
+    "matmul_peak_gflops": ("matmul peak", "GFLOP/s"),
+    "mlp_b128_gflops": ("MLP b128 training", "GFLOP/s"),
+    "mlp_b128_step_ms": ("MLP b128 step", "ms"),
+    "batch1_steps_per_s": ("batch-1 fused path", "steps/s"),
+    "batch1_plain_steps_per_s": ("batch-1 plain loop", "steps/s"),
+    "batch1_hours_2m_steps": ("fused, 2 M steps", "h"),
+    "batch1_plain_hours_2m_steps": ("plain, 2 M steps", "h"),
+    "stacked32_steps_per_s": ("stacked x32", "steps/s"),
+    "stacked32_sequential_steps_per_s": ("x32 one after another", "steps/s"),
+}
 NK_NET = ModelConfig(depth=5, width=1024, bias=False, init="glorot_uniform")  # NK 2019 fig. 1 net
 NK_STEPS = 2_000_000  # ≈ batch-1 steps of the nk2019-fig1 paper preset per pair of draws
 MNIST_SHAPE, CLASSES = (784,), 10
 
 
-def _best(fn: Callable[[], object], reps: int) -> float:
-    """Best wall-clock seconds of `reps` calls of fn (after one warm-up call)."""
-    fn()
-    times = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
+@dataclasses.dataclass(frozen=True)
+class BenchSizes:
+    """The workload of one timed trial of each benchmark (seconds are for the 2-core CPU)."""
+
+    net: ModelConfig = NK_NET   # net of the MFU, batch-1 and spectral benchmarks
+    matmul_size: int = 2048     # n of the (n×n)·(n×n) peak matmul (≈ 0.13 s each)
+    matmul_calls: int = 4       # matmuls per peak trial
+    mlp_batch: int = 128        # batch of the MFU training trial
+    mlp_steps: int = 20         # SGD steps per MFU training trial (≈ 0.8 s)
+    batch1_steps: int = 300     # steps per batch-1 trial, each side (≈ 2.3 s plain)
+    stacked_models: int = 32    # models trained together / one after another
+    stacked_width: int = 100    # hidden width of each 784-w-10 stacked model
+    stacked_batch: int = 64
+    stacked_steps: int = 20     # SGD steps per model per stacked trial
+
+
+FULL = BenchSizes()
+QUICK = BenchSizes(matmul_calls=2, mlp_steps=3, batch1_steps=20, stacked_steps=3)
+DEFAULT_REPEATS = {False: 7, True: 3}  # pairs per ratio, by `quick`
+
+
+def interleaved(fns: Sequence[Callable[[], object]], repeats: int, clock: Clock = time.perf_counter
+                ) -> list[np.ndarray]:
+    """Seconds of each fn over `repeats` rounds, the fns called in turn (A B A B … for two).
+
+    One untimed warm-up call of each fn comes first. Returns one array of `repeats` durations per fn;
+    element r of every array was measured in round r, so arrays divide elementwise into per-pair ratios.
+    """
+    for fn in fns:
         fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
+    seconds = np.empty((len(fns), repeats))
+    for r in range(repeats):
+        for i, fn in enumerate(fns):
+            start = clock()
+            fn()
+            seconds[i, r] = clock() - start
+    return list(seconds)
+
+
+def spread(values: Sequence[float] | np.ndarray) -> dict[str, float]:
+    """Median, quartiles (numpy's linear interpolation), interquartile range, min, max and n of values."""
+    v = np.asarray(values, dtype=float)
+    q1, q3 = np.percentile(v, [25, 75])
+    return {"median": float(np.median(v)), "q1": float(q1), "q3": float(q3), "iqr": float(q3 - q1),
+            "min": float(v.min()), "max": float(v.max()), "n": int(v.size)}
 
 
 def _inputs(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -66,124 +138,141 @@ def _num_params(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def matmul_peak(size: int, reps: int) -> dict[str, float]:
-    """fp32 matmul FLOP/s of one (size×size)·(size×size) product: 2·size³ / best seconds."""
+def _plain_engine(net: ModelConfig, batch: int, lr: float, loss: str) -> PlainEngine:
+    cfg = RunConfig(model=net, train=TrainConfig(loss=loss, lr=lr, batch_size=batch))
+    return PlainEngine(build_model(net, MNIST_SHAPE, CLASSES), cfg, get_loss(loss))
+
+
+def mfu_pairs(sizes: BenchSizes, repeats: int, clock: Clock = time.perf_counter) -> dict[str, np.ndarray]:
+    """Per pair: matmul peak FLOP/s (A), plain-path training FLOP/s of `sizes.net` (B), and B ÷ A."""
+    n = sizes.matmul_size
     gen = torch.Generator().manual_seed(0)
-    a, b = torch.randn(size, size, generator=gen), torch.randn(size, size, generator=gen)
-    seconds = _best(lambda: torch.mm(a, b), reps)
-    return {"matmul_peak_flops": 2 * size**3 / seconds, "matmul_size": size, "matmul_s": seconds}
+    a, b, product = torch.randn(n, n, generator=gen), torch.randn(n, n, generator=gen), torch.empty(n, n)
+    engine = _plain_engine(sizes.net, sizes.mlp_batch, 1e-3, "sigmoid_ce")
+    x, y = _inputs(sizes.mlp_batch * sizes.mlp_steps, 1)
+    order = torch.arange(x.shape[0])
+
+    def peak():
+        for _ in range(sizes.matmul_calls):
+            torch.mm(a, b, out=product)
+
+    peak_s, mlp_s = interleaved([peak, lambda: engine.epoch(x, y, order)], repeats, clock)
+    peak_flops = 2 * n**3 * sizes.matmul_calls / peak_s
+    mlp_flops = 6 * _num_params(engine.model) * x.shape[0] / mlp_s
+    return {"mlp_b128_mfu": mlp_flops / peak_flops, "matmul_peak_gflops": peak_flops / 1e9,
+            "mlp_b128_gflops": mlp_flops / 1e9, "mlp_b128_step_ms": 1e3 * mlp_s / sizes.mlp_steps}
 
 
-def mlp_mfu(peak_flops: float, batch: int, steps: int, reps: int) -> dict[str, float]:
-    """Plain-path training FLOP/s on the NK net at `batch` (6·N·batch FLOP per step) ÷ peak_flops."""
-    cfg = RunConfig(model=NK_NET, train=TrainConfig(loss="sigmoid_ce", lr=1e-3, batch_size=batch))
-    model = build_model(cfg.model, MNIST_SHAPE, CLASSES)
-    engine = PlainEngine(model, cfg, get_loss("sigmoid_ce"))
-    x, y = _inputs(batch * steps, 1)
-    order = torch.arange(batch * steps)
-    seconds = _best(lambda: engine.epoch(x, y, order), reps)
-    flops = 6 * _num_params(model) * batch * steps / seconds
-    return {"mlp_b128_mfu": flops / peak_flops, "mlp_b128_flops": flops,
-            "mlp_b128_step_ms": 1e3 * seconds / steps, "mlp_params": _num_params(model)}
-
-
-def batch1_speed(steps: int, reps: int) -> dict[str, float]:
-    """Steps/s of the fused batch-1 path and of a plain nn.Module + torch.optim.SGD loop (NK net, sigmoid
-    CE, batch 1)."""
-    cfg = RunConfig(model=NK_NET, train=TrainConfig(loss="sigmoid_ce", lr=1e-3, batch_size=1))
-    loss = get_loss("sigmoid_ce")
-    model = build_model(cfg.model, MNIST_SHAPE, CLASSES)
-    plain, fused = PlainEngine(model, cfg, loss), Batch1Engine(copy.deepcopy(model), 1e-3, loss, CLASSES)
-    x, y = _inputs(steps, 2)
-    order = torch.arange(steps)
-    plain_s, fused_s = math.inf, math.inf
-    for _ in range(reps):  # interleaved, so that load from other processes hits both sides alike
-        plain_s = min(plain_s, _best(lambda: plain.epoch(x, y, order), 1))
-        fused_s = min(fused_s, _best(lambda: fused.epoch(x, y, order), 1))
-    fused_rate = steps / fused_s
+def batch1_pairs(sizes: BenchSizes, repeats: int, clock: Clock = time.perf_counter) -> dict[str, np.ndarray]:
+    """Per pair: steps/s of a plain nn.Module + torch.optim.SGD loop (A) and of the fused batch-1 path (B)
+    on `sizes.net`, sigmoid CE, batch 1; the speed-up is A's seconds ÷ B's."""
+    plain = _plain_engine(sizes.net, 1, 1e-3, "sigmoid_ce")
+    fused = Batch1Engine(copy.deepcopy(plain.model), 1e-3, get_loss("sigmoid_ce"), CLASSES)
+    x, y = _inputs(sizes.batch1_steps, 2)
+    order = torch.arange(sizes.batch1_steps)
+    plain_s, fused_s = interleaved([lambda: plain.epoch(x, y, order), lambda: fused.epoch(x, y, order)],
+                                   repeats, clock)
+    fused_rate, plain_rate = sizes.batch1_steps / fused_s, sizes.batch1_steps / plain_s
     return {"batch1_speedup": plain_s / fused_s, "batch1_steps_per_s": fused_rate,
-            "batch1_plain_steps_per_s": steps / plain_s,
-            "batch1_hours_2m_steps": NK_STEPS / fused_rate / 3600,
-            "batch1_plain_hours_2m_steps": NK_STEPS * plain_s / steps / 3600}
+            "batch1_plain_steps_per_s": plain_rate, "batch1_hours_2m_steps": NK_STEPS / fused_rate / 3600,
+            "batch1_plain_hours_2m_steps": NK_STEPS / plain_rate / 3600}
 
 
-def stacked_speed(num_models: int, batch: int, steps: int, reps: int) -> dict[str, float]:
-    """num_models × 784-100-10 MLPs at `batch`: stacked training vs one after another, same steps each."""
-    cfg = RunConfig(model=ModelConfig(depth=1, width=100), train=TrainConfig(lr=0.01, batch_size=batch))
+def stacked_pairs(sizes: BenchSizes, repeats: int, clock: Clock = time.perf_counter) -> dict[str, np.ndarray]:
+    """Per pair: `stacked_models` 784-w-10 MLPs trained one after another (A) and stacked (B), the same
+    steps each; the speed-up is A's seconds ÷ B's."""
+    num, steps = sizes.stacked_models, sizes.stacked_steps
+    cfg = RunConfig(model=ModelConfig(depth=1, width=sizes.stacked_width),
+                    train=TrainConfig(lr=0.01, batch_size=sizes.stacked_batch))
     loss = get_loss(cfg.train.loss)
-    models = [build_model(dataclasses.replace(cfg.model, init_seed=i), MNIST_SHAPE, CLASSES)
-              for i in range(num_models)]
-    n = batch * steps
-    data = [_inputs(n, 10 + i) for i in range(num_models)]
+    models = [build_model(dataclasses.replace(cfg.model, init_seed=i), MNIST_SHAPE, CLASSES) for i in range(num)]
+    n = sizes.stacked_batch * steps
+    data = [_inputs(n, 10 + i) for i in range(num)]
     xs, ys = torch.stack([d[0] for d in data]), torch.stack([d[1] for d in data])
-    orders = torch.arange(n).expand(num_models, n)
+    orders = torch.arange(n).expand(num, n)
     stacked = StackedMLP(models, cfg, loss)
-    active = torch.ones(num_models, dtype=torch.bool)
+    active = torch.ones(num, dtype=torch.bool)
     singles = [PlainEngine(copy.deepcopy(m), cfg, loss) for m in models]
 
     def one_after_another():
         for engine, (x, y) in zip(singles, data, strict=True):
             engine.epoch(x, y, orders[0])
 
-    seq_s, stack_s = math.inf, math.inf
-    for _ in range(reps):
-        seq_s = min(seq_s, _best(one_after_another, 1))
-        stack_s = min(stack_s, _best(lambda: stacked.epoch(xs, ys, orders, active), 1))
-    return {"stacked32_speedup": seq_s / stack_s, "stacked32_steps_per_s": num_models * steps / stack_s,
-            "stacked32_sequential_steps_per_s": num_models * steps / seq_s, "stacked32_models": num_models}
+    seq_s, stack_s = interleaved([one_after_another, lambda: stacked.epoch(xs, ys, orders, active)],
+                                 repeats, clock)
+    return {"stacked32_speedup": seq_s / stack_s, "stacked32_steps_per_s": num * steps / stack_s,
+            "stacked32_sequential_steps_per_s": num * steps / seq_s}
 
 
-def spectral_time(reps: int) -> dict[str, float]:
-    """Seconds for the exact spectral norms of all weight matrices of the NK net."""
-    weights = [m.weight.detach() for m in build_model(NK_NET, MNIST_SHAPE, CLASSES)
+def spectral_repeats(sizes: BenchSizes, repeats: int, clock: Clock = time.perf_counter
+                     ) -> dict[str, np.ndarray]:
+    """Seconds for the exact spectral norms of all weight matrices of `sizes.net`, per repetition."""
+    weights = [m.weight.detach() for m in build_model(sizes.net, MNIST_SHAPE, CLASSES)
                if isinstance(m, torch.nn.Linear)]
-    seconds = _best(lambda: [torch.linalg.matrix_norm(w, ord=2) for w in weights], reps)
-    return {"spectral_s": seconds, "spectral_matrices": len(weights)}
+    (seconds,) = interleaved([lambda: [torch.linalg.matrix_norm(w, ord=2) for w in weights]], repeats, clock)
+    return {"spectral_s": seconds}
 
 
-def run_bench(quick: bool = False, progress: bool = False) -> dict[str, object]:
-    """Run every measurement (fewer steps and repetitions with `quick`) and return one flat JSON-able dict."""
+def check_targets(figures: dict[str, dict[str, float]]) -> dict[str, dict[str, object]]:
+    """Each TARGETS entry checked on the median of its figure."""
+    out = {}
+    for name, (op, target) in TARGETS.items():
+        median = figures[name]["median"]
+        out[name] = {"target": f"{op} {target:g}", "median": median,
+                     "met": bool(median >= target if op == ">=" else median < target)}
+    return out
+
+
+def run_bench(quick: bool = False, repeats: int | None = None, progress: bool = False,
+              sizes: BenchSizes | None = None, clock: Clock = time.perf_counter) -> dict[str, object]:
+    """Run every benchmark as `repeats` interleaved pairs (default 7, 3 with `quick`, which also shrinks the
+    trials to QUICK) and return the JSON-able dict of the module docstring. `sizes` overrides the trials."""
+    repeats = DEFAULT_REPEATS[bool(quick)] if repeats is None else repeats
+    check_positive_int(repeats, "repeats", "run_bench()")
+    sizes = sizes or (QUICK if quick else FULL)
     threads = os.cpu_count() or 1
+    plan = [("MFU: matmul peak vs MLP batch 128", mfu_pairs), ("batch 1: plain vs fused", batch1_pairs),
+            ("stacked: one after another vs together", stacked_pairs), ("spectral norms", spectral_repeats)]
+    per_trial: dict[str, np.ndarray] = {}
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
-    reps = 2 if quick else 5
-    plan = [("matmul peak", lambda r: matmul_peak(2048, 3 * reps)),
-            ("MLP batch 128", lambda r: mlp_mfu(r["matmul_peak_flops"], 128, 3 if quick else 20, reps)),
-            ("batch 1", lambda r: batch1_speed(20 if quick else 300, reps)),
-            ("stacked x32", lambda r: stacked_speed(32, 64, 3 if quick else 20, reps)),
-            ("spectral norms", lambda r: spectral_time(1 if quick else 3))]
-    result: dict[str, object] = {"quick": quick, "threads": threads, "torch": torch.__version__,
-                                 "machine": platform.machine(), "processor": platform.processor()}
-    t0 = time.perf_counter()
+    start = time.perf_counter()
     try:
-        for name, measure in plan:
+        for name, benchmark in plan:
             if progress:
-                print(f"bench: {name} ...", flush=True)
-            result.update(measure(result))
+                print(f"bench: {name}, {repeats} rounds ...", flush=True)
+            per_trial.update(benchmark(sizes, repeats, clock))
     finally:
         torch.set_num_threads(previous)
-    for key, (op, target) in TARGETS.items():
-        value = float(result[key])
-        result[f"{key}_target"] = f"{op} {target:g}"
-        result[f"{key}_met"] = value >= target if op == ">=" else value < target
-    result["bench_s"] = time.perf_counter() - t0
-    return result
+    figures = {name: {"label": FIGURES[name][0], "unit": FIGURES[name][1], **spread(per_trial[name])}
+               for name in FIGURES}
+    net_params = _num_params(build_model(sizes.net, MNIST_SHAPE, CLASSES))
+    return {"quick": bool(quick), "repeats": repeats, "threads": threads, "torch": torch.__version__,
+            "machine": platform.machine(), "processor": platform.processor(),
+            "sizes": dataclasses.asdict(sizes), "net_params": net_params,
+            "figures": figures, "targets": check_targets(figures), "bench_s": time.perf_counter() - start}
+
+
+def _num(value: float) -> str:
+    if abs(value) >= 100:
+        return f"{value:,.0f}"
+    return f"{value:.2f}" if abs(value) >= 0.01 or value == 0 else f"{value:.1e}"
 
 
 def format_bench(result: dict[str, object]) -> str:
-    """A one-screen human-readable summary of run_bench()'s result."""
-    ok = {True: "met", False: "NOT met"}
-    lines = [f"gapbench bench (torch {result['torch']}, {result['threads']} threads"
-             f"{', quick' if result['quick'] else ''}; figures are noisy on a shared machine)",
-             f"  matmul peak        {float(result['matmul_peak_flops']) / 1e9:8.1f} GFLOP/s",
-             f"  MLP b128 MFU       {float(result['mlp_b128_mfu']):8.2f}   "
-             f"(target {result['mlp_b128_mfu_target']}: {ok[result['mlp_b128_mfu_met']]})",
-             f"  batch-1 speed-up   {float(result['batch1_speedup']):8.2f}x  "
-             f"(target {result['batch1_speedup_target']}: {ok[result['batch1_speedup_met']]}); "
-             f"{float(result['batch1_steps_per_s']):.0f} steps/s, "
-             f"{float(result['batch1_hours_2m_steps']):.2f} h per 2 M steps",
-             f"  stacked x32        {float(result['stacked32_speedup']):8.2f}x  "
-             f"(target {result['stacked32_speedup_target']}: {ok[result['stacked32_speedup_met']]})",
-             f"  spectral norms     {float(result['spectral_s']):8.2f} s   "
-             f"(target {result['spectral_s_target']}: {ok[result['spectral_s_met']]})"]
-    return "\n".join(lines)
+    """run_bench()'s result as a table: median, min–max, interquartile range, and each target met or not."""
+    head = (f"gapbench bench (torch {result['torch']}, {result['threads']} threads, {result['repeats']} "
+            f"interleaved pairs per ratio{', quick' if result['quick'] else ''}): medians with their spread; "
+            f"figures are noisy on a shared machine")
+    rows = [("", "median", "min – max", "IQR q1 – q3", "target")]
+    for name, fig in result["figures"].items():
+        target = result["targets"].get(name)
+        verdict = f"{target['target']}: {'met' if target['met'] else 'NOT met'}" if target else ""
+        rows.append((f"{fig['label']} ({fig['unit']})", _num(fig["median"]),
+                     f"{_num(fig['min'])} – {_num(fig['max'])}", f"{_num(fig['q1'])} – {_num(fig['q3'])}",
+                     verdict))
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    lines = [head] + ["  " + row[0].ljust(widths[0]) + "".join(f"  {c.rjust(w)}" for c, w in
+                                                                zip(row[1:4], widths[1:], strict=True))
+                      + f"  {row[4]}" for row in rows]
+    return "\n".join(line.rstrip() for line in lines)

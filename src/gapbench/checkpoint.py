@@ -16,6 +16,11 @@ lists and dicts only, so loading never executes pickled code):
     init_source      where the initial weights came from (Run.init_source); optional: a file written before
                      the field existed loads with {"kind": "unknown"}
     provenance       gapbench.provenance.provenance() of the saving process
+    weights_sha256   SHA-256 of state_dict, init_state, train_indices and init_source (:func:`weights_digest`); load()
+                     recomputes it and refuses a file whose tensors were changed after saving
+
+Format 1 files (before the checksum) still load; their weights are unverified (:func:`is_verified` says so,
+and ``gapbench measure`` prints a note).
 
 ``input_shape`` and ``num_classes`` are what :func:`gapbench.models.build_model` needs besides the config.
 ``save`` takes them as arguments, and when they are omitted infers them from the model: the first weight layer
@@ -30,12 +35,15 @@ over the target (and the directory fsync'ed); a crash at any point leaves either
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import math
 import os
+import pickle
 import re
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +57,8 @@ from .provenance import provenance
 from .trained import Run, unknown_source
 
 FORMAT = "gapbench-checkpoint"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2                 # 2: weights_sha256 added
+ZIP_MAGIC = b"PK\x03\x04"          # torch.save writes a zip archive; anything else is not a checkpoint
 _REQUIRED = ("format_version", "config", "signature", "input_shape", "num_classes", "state_dict",
              "init_state", "train_indices", "status", "reason", "epochs", "steps", "seconds", "history",
              "extra")
@@ -87,6 +96,7 @@ def save(path: str | Path, run: Run, *, input_shape: tuple[int, ...] | None = No
         "init_source": _cpu_tree(run.init_source),
         "provenance": provenance(),
     }
+    payload["weights_sha256"] = weights_digest(payload)
     buffer = io.BytesIO()
     torch.save(payload, buffer)
     atomic_write_bytes(path, buffer.getvalue())
@@ -101,21 +111,14 @@ def load(path: str | Path, *, expected_signature: str | None = None, device: str
     `expected_signature`.
     """
     path = Path(path)
-    if not path.is_file():
-        raise GapbenchError(f"Checkpoint file '{path}' does not exist. Check the path, or rerun the "
-                            f"experiment that writes it (gapbench run ...) to train the model again.")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # truncated zip, foreign pickle, random bytes: all unreadable the same way
-        raise _corrupt(path, f"it cannot be read ({type(exc).__name__}: {str(exc)[:200]})") from exc
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise _corrupt(path, "it is not a gapbench checkpoint (no 'format' marker)")
+    payload = _read(path)
     missing = [key for key in _REQUIRED if key not in payload]
     if missing:
         raise _corrupt(path, f"it lacks the field(s) {missing}")
     if payload["format_version"] > FORMAT_VERSION:
         raise GapbenchError(f"Checkpoint '{path}' has format version {payload['format_version']}, newer than "
                             f"this gapbench reads ({FORMAT_VERSION}). Upgrade gapbench.")
+    _verify_weights(path, payload)
     try:
         config = from_dict(RunConfig, json.loads(payload["config"]))
     except (GapbenchError, ValueError, TypeError) as exc:
@@ -123,8 +126,8 @@ def load(path: str | Path, *, expected_signature: str | None = None, device: str
     recomputed = signature(config)
     if payload["signature"] != recomputed:
         raise GapbenchError(f"Checkpoint '{path}' stores signature {payload['signature']!r} but its config "
-                            f"hashes to {recomputed!r}: the file was modified or written by an incompatible "
-                            f"gapbench. Delete it and retrain.")
+                            f"hashes to {recomputed!r}: the file was modified after saving or written by an "
+                            f"incompatible gapbench, so it is not measured. Retrain the run (gapbench run ...).")
     if expected_signature is not None and recomputed != expected_signature:
         raise GapbenchError(f"Checkpoint '{path}' holds run {recomputed!r}, not the expected "
                             f"{expected_signature!r}. Point to the checkpoint of that run, or delete this "
@@ -139,6 +142,75 @@ def load(path: str | Path, *, expected_signature: str | None = None, device: str
                reason=payload["reason"], epochs=payload["epochs"], steps=payload["steps"],
                seconds=payload["seconds"], history=payload["history"], extra=payload["extra"],
                init_source=payload.get("init_source", unknown_source()))
+
+
+def weights_digest(payload: dict[str, Any]) -> str:
+    """Hex SHA-256 over state_dict, init_state (each in sorted key order), train_indices and init_source: for
+    every tensor its path, dtype, shape and raw bytes, for init_source's other leaves their path and repr, so
+    changing any weight, name, shape or the recorded origin of the initial weights changes the digest
+    (init_source decides whether a PAC-Bayes prior counts as data-free: bounds/pacbayes.py)."""
+    digest = hashlib.sha256()
+    items = [(f"state_dict/{k}", payload["state_dict"][k]) for k in sorted(payload["state_dict"])]
+    items += [(f"init_state/{k}", payload["init_state"][k]) for k in sorted(payload["init_state"])]
+    items.append(("train_indices/", torch.as_tensor(payload["train_indices"])))
+    if "init_source" in payload:
+        items += _leaves("init_source", payload["init_source"])
+    for name, value in items:
+        if isinstance(value, torch.Tensor):
+            flat = value.detach().cpu().contiguous().reshape(-1)
+            digest.update(f"{name}:{flat.dtype}:{list(value.shape)}\n".encode())
+            digest.update(flat.view(torch.uint8).numpy().tobytes())
+        else:
+            digest.update(f"{name}={type(value).__name__}:{value!r}\n".encode())
+    return digest.hexdigest()
+
+
+def is_verified(path: str | Path) -> bool:
+    """True when the checkpoint carries a weight checksum (format >= 2); load() checks it. Memory-maps the file."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        payload = torch.load(Path(path), map_location="cpu", weights_only=True, mmap=True)
+    return isinstance(payload, dict) and "weights_sha256" in payload
+
+
+def _read(path: Path) -> dict[str, Any]:
+    """torch.load(weights_only=True) with every failure in gapbench's words (no torch advice, no warnings)."""
+    if not path.is_file():
+        raise GapbenchError(f"Checkpoint file '{path}' does not exist. Check the path; gapbench run writes "
+                            f"checkpoints to OUT/<experiment>/checkpoints/<signature>.pt.")
+    with path.open("rb") as fh:
+        head = fh.read(4)
+    if head != ZIP_MAGIC:
+        raise _not_checkpoint(path, f"a checkpoint is the zip archive torch.save writes, but this file starts "
+                                    f"with {head!r}")
+    try:
+        with warnings.catch_warnings():      # torch warns about pickle protocols etc.; our message says it all
+            warnings.simplefilter("ignore")
+            payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 -- every torch.load failure means the same to the user
+        if isinstance(exc, pickle.UnpicklingError):        # the weights_only unpickler met a class/function
+            raise _not_checkpoint(path, "it holds pickled Python objects a checkpoint never contains; it was "
+                                        "not unpickled, since that could run code") from None
+        raise GapbenchError(f"Checkpoint '{path}' is damaged: its zip archive cannot be read (truncated by an "
+                            f"interrupted copy?). Copy it again, or retrain the run (gapbench run ...).") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise _not_checkpoint(path, "it is a torch file but has no gapbench 'format' marker")
+    return payload
+
+
+def _verify_weights(path: Path, payload: dict[str, Any]) -> None:
+    if "weights_sha256" not in payload:
+        if payload["format_version"] >= 2:
+            raise _corrupt(path, "its weight checksum 'weights_sha256' is missing")
+        return                                               # format 1: saved before checksums, unverified
+    try:
+        digest = weights_digest(payload)
+    except (AttributeError, TypeError, RuntimeError) as exc:     # a section that is not a dict of tensors
+        raise _corrupt(path, f"its weights are not tensors ({type(exc).__name__})") from None
+    if digest != payload["weights_sha256"]:
+        raise GapbenchError(f"Checkpoint '{path}' fails its weight checksum: its weights, initial weights or "
+                            f"training indices were changed after it was saved, so it is not measured. "
+                            f"Retrain the run (gapbench run ...) or restore the original file.")
 
 
 def infer_shapes(model: nn.Module) -> tuple[tuple[int, ...], int]:
@@ -191,6 +263,15 @@ def _cpu(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k: v.detach().cpu().clone() for k, v in state.items()}
 
 
+def _leaves(path: str, obj: Any) -> list[tuple[str, Any]]:
+    """(path, leaf) for every leaf of a nest of dicts and lists, dict keys in sorted order."""
+    if isinstance(obj, dict):
+        return [leaf for k in sorted(obj, key=str) for leaf in _leaves(f"{path}/{k}", obj[k])]
+    if isinstance(obj, (list, tuple)):
+        return [leaf for i, v in enumerate(obj) for leaf in _leaves(f"{path}/{i}", v)]
+    return [(path, obj)]
+
+
 def _cpu_tree(obj: Any) -> Any:
     """A copy of a nest of dicts and lists with every tensor moved to the CPU."""
     if isinstance(obj, dict):
@@ -201,9 +282,13 @@ def _cpu_tree(obj: Any) -> Any:
 
 
 def _corrupt(path: Path, why: str) -> GapbenchError:
-    return GapbenchError(f"Checkpoint '{path}' is not a usable gapbench checkpoint: {why}. It may be "
-                         f"truncated (a crash while copying it) or another kind of file; delete it and "
-                         f"retrain, or point to a file written by gapbench.checkpoint.save().")
+    return GapbenchError(f"Checkpoint '{path}' is a gapbench checkpoint but unusable: {why}. Retrain the run "
+                         f"(gapbench run ...) or restore the original file.")
+
+
+def _not_checkpoint(path: Path, why: str) -> GapbenchError:
+    return GapbenchError(f"'{path}' is not a gapbench checkpoint: {why}. Point to a .pt file that gapbench "
+                         f"wrote (OUT/<experiment>/checkpoints/<signature>.pt).")
 
 
 def _fsync_dir(directory: Path) -> None:

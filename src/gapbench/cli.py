@@ -6,10 +6,13 @@ without importing torch or the experiments.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import sqlite3
 import sys
 import textwrap
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
@@ -17,6 +20,7 @@ import click
 from .errors import GapbenchError
 
 DEFAULT_OUT = "results"
+STORE_NAME = "gapbench.sqlite"     # experiments.execute.STORE_NAME (not imported: the CLI starts without torch)
 
 
 class _Group(click.Group):
@@ -29,6 +33,45 @@ class _Group(click.Group):
             click.echo(textwrap.fill(f"error: {err}", width=100, break_on_hyphens=False,
                                      break_long_words=False), err=True)
             sys.exit(2)
+
+
+@contextmanager
+def _faults(out: str | Path, what: str = "the results"):
+    """Turn OS and SQLite faults under OUT into GapbenchError naming the real cause and the path; anything
+    else (a bug) keeps its traceback."""
+    try:
+        yield
+    except sqlite3.DatabaseError as exc:
+        from .store import store_error
+        translated = store_error(Path(out) / STORE_NAME, exc)
+        if translated is None:
+            raise
+        raise translated from exc
+    except OSError as exc:
+        translated = os_error(exc, Path(out), what)
+        if translated is None:
+            raise
+        raise translated from exc
+
+
+_READ_ONLY = {errno.EROFS: "is on a read-only file system", errno.EACCES: "is not writable (permission denied)",
+              errno.EPERM: "is not writable (operation not permitted)"}
+
+
+def os_error(exc: OSError, fallback: Path, what: str) -> GapbenchError | None:
+    """A GapbenchError for the OS faults a user can fix (disk full, read-only, a file in the way), else None."""
+    path = exc.filename or fallback
+    name = errno.errorcode.get(exc.errno, "")
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return GapbenchError(f"No space left on device ({name}) while writing {what} to '{path}'. Free some "
+                             f"space, or write elsewhere (--out DIR on another disk).")
+    if exc.errno in _READ_ONLY:
+        return GapbenchError(f"'{path}' {_READ_ONLY[exc.errno]} ({name}), so {what} cannot be written there. "
+                             f"Use --out DIR (or --csv PATH) somewhere writable.")
+    if exc.errno in (errno.ENOTDIR, errno.EEXIST):
+        return GapbenchError(f"'{path}' cannot be created as a directory ({name}): it, or a folder above it, is a "
+                             f"file. Use --out DIR with a directory path.")
+    return None
 
 
 def _runtime(workers=1, data_dir=None, device="cpu", progress=True):
@@ -114,9 +157,10 @@ def run_cmd(experiment, preset, sets, workers, out, device, data_dir, as_json, n
     """Train what is missing, measure, store, plot and check the claims of EXPERIMENT."""
     from .experiments.execute import run_experiment
     runtime = _runtime(workers, data_dir, device, progress=not no_progress)
-    outcome = run_experiment(experiment, preset, overrides=_parse_sets(sets), out=out, runtime=runtime,
-                             progress=not no_progress, retry_failed=retry_failed,
-                             on_wait=lambda message: click.echo(message, err=True))
+    with _faults(out):
+        outcome = run_experiment(experiment, preset, overrides=_parse_sets(sets), out=out, runtime=runtime,
+                                 progress=not no_progress, retry_failed=retry_failed,
+                                 on_wait=lambda message: click.echo(message, err=True))
     _print_outcome(outcome, as_json)
 
 
@@ -132,8 +176,9 @@ STORED_PRESET_HELP = "Preset to use (default: the one stored in OUT; of several,
 def report(experiment, preset, sets, out, as_json):
     """Rebuild EXPERIMENT's figure, CSV, summary and HTML report from the store (trains nothing)."""
     from .experiments.execute import run_experiment
-    outcome = run_experiment(experiment, preset, overrides=_parse_sets(sets), out=out, train=False,
-                             progress=False)
+    with _faults(out, "the report"):
+        outcome = run_experiment(experiment, preset, overrides=_parse_sets(sets), out=out, train=False,
+                                 progress=False)
     _print_outcome(outcome, as_json)
 
 
@@ -147,24 +192,27 @@ def export(experiment, csv_path, preset, sets, out):
     """Write EXPERIMENT's stored results (one row per trained model) to a CSV file."""
     from .experiments.execute import run_experiment
     from .report import atomic_write_bytes, csv_bytes, fewer_rows
-    outcome = run_experiment(experiment, preset, overrides=_parse_sets(sets), out=out, train=False,
-                             progress=False, write=False)
+    with _faults(out):
+        outcome = run_experiment(experiment, preset, overrides=_parse_sets(sets), out=out, train=False,
+                                 progress=False, write=False)
     for note in outcome.notes:
         click.echo(f"note: {note}", err=True)
     refusal = fewer_rows(Path(csv_path), len(outcome.table))
     if refusal is not None:
         raise GapbenchError(f"The --csv file was {refusal}")
-    atomic_write_bytes(Path(csv_path), csv_bytes(outcome.table))
+    with _faults(Path(csv_path), "the CSV"):
+        atomic_write_bytes(Path(csv_path), csv_bytes(outcome.table))
     click.echo(f"wrote {len(outcome.table)} rows ({outcome.preset} preset) to {csv_path}")
 
 
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="Print the measurements as JSON.")
-@click.option("--quick", is_flag=True, help="Fewer repetitions (a smoke check, noisier).")
-def bench(as_json, quick):
-    """Training-throughput benchmark: matmul peak, MFU, batch-1 and stacked speed-ups, spectral norms."""
+@click.option("--quick", is_flag=True, help="Shorter trials and 3 pairs (a smoke check, noisier).")
+@click.option("--repeats", type=int, default=None, help="Interleaved pairs per ratio [default: 7, 3 with --quick].")
+def bench(as_json, quick, repeats):
+    """Training-throughput benchmark: MFU, batch-1 and stacked speed-ups, spectral norms (medians of pairs)."""
     from .bench import format_bench, run_bench
-    result = run_bench(quick=quick, progress=not as_json)
+    result = run_bench(quick=quick, repeats=repeats, progress=not as_json)
     click.echo(json.dumps(result, indent=2) if as_json else format_bench(result))
 
 
@@ -176,15 +224,19 @@ def bench(as_json, quick):
 @data_dir_option
 @click.option("--json", "as_json", is_flag=True)
 def measure(checkpoint_path, data_name, split, quantities, data_dir, as_json):
-    """Compute generalization measures of a trained CHECKPOINT."""
+    """Compute generalization measures of a trained CHECKPOINT (progress per measure on stderr)."""
     from .api import measure_checkpoint
+    from .checkpoint import is_verified
     values = measure_checkpoint(checkpoint_path, data_name=data_name, split=split,
-                                quantities=list(quantities) or None, data_dir=data_dir)
+                                quantities=list(quantities) or None, data_dir=data_dir, progress=True)
     if as_json:
         click.echo(json.dumps(values, indent=2))
     else:
         for key, value in values.items():
             click.echo(f"  {key:40s} {value:.6g}")
+    if not is_verified(checkpoint_path):
+        click.echo(f"note: {checkpoint_path} predates weight checksums (checkpoint format 1): its weights are "
+                   f"unverified.", err=True)
 
 
 @main.command()
@@ -199,6 +251,9 @@ def measure(checkpoint_path, data_name, split, quantities, data_dir, as_json):
 def certify(checkpoint_path, data_name, split, delta, family_size, data_dir, as_json):
     """Tightest valid upper bound on CHECKPOINT's test error from held-out data."""
     from .api import certify_checkpoint
+    from .errors import check_positive_int, check_probability
+    check_probability(delta, "--delta", "gapbench certify")
+    check_positive_int(family_size, "--family-size", "gapbench certify")
     cert = certify_checkpoint(checkpoint_path, data_name=data_name, split=split, delta=delta,
                               family_size=family_size, data_dir=data_dir)
     click.echo(json.dumps(cert.as_dict(), indent=2, default=str) if as_json else cert.format())
@@ -210,9 +265,10 @@ def certify(checkpoint_path, data_name, split, delta, family_size, data_dir, as_
               help="Worker processes (1 thread each); default: the CPU count, at most 4.")
 @data_dir_option
 def demo(out, workers, data_dir):
-    """The headline results of both papers in one HTML report (about 10 minutes on 2 CPU cores)."""
+    """The headline results of both papers in one HTML report (prints each experiment's time and the total)."""
     from .demo import run_demo
-    path = run_demo(out=out, runtime=_runtime(workers, data_dir))
+    with _faults(out):
+        path = run_demo(out=out, runtime=_runtime(workers, data_dir))
     click.echo(f"demo report: {path}")
 
 

@@ -30,16 +30,24 @@ def mlp(input_dim: int, num_classes: int, depth: int, width: int, bias: bool) ->
 
 
 def cnn(input_shape: tuple[int, ...], num_classes: int, width: int, bias: bool, fc_width: int,
-        dropout: float, kernel: int = 5) -> nn.Sequential:
-    """KKB's MNIST net scaled by `width`: (conv width@5x5 -> maxpool 2 -> ReLU) then (conv 2*width@5x5 ->
-    maxpool 2 -> ReLU) -> FC fc_width (dropout) -> FC num_classes. KKB v5 App. A4 uses width 32, fc 1024,
-    dropout 0.5; 'same' padding keeps 28 -> 14 -> 7."""
+        dropout: float, kernel: int = 5, conv2_width: int | None = None, padding: str = "same") -> nn.Sequential:
+    """KKB's MNIST net scaled by `width`: (conv width@5x5 -> maxpool 2 -> ReLU) then (conv conv2_width@5x5 ->
+    maxpool 2 -> ReLU) -> FC fc_width (dropout) -> FC num_classes. KKB v5 App. B: 32 filters in *both* convs,
+    FC 1024, dropout 0.5, padding not stated. Defaults (conv2_width = 2·width, 'same' padding: 28 -> 14 -> 7)
+    are the TF tutorial's reading; 'valid' padding is PyTorch's MNIST example (28 -> 24 -> 12 -> 8 -> 4)."""
+    check_choice(padding, "padding", "cnn() (ModelConfig.options['padding'])", ("same", "valid"))
     channels, height, width_px = input_shape
-    pad = kernel // 2
-    feat = 2 * width * (height // 4) * (width_px // 4)
+    conv2_width = 2 * width if conv2_width is None else conv2_width
+    check_positive_int(conv2_width, "conv2_width", "cnn() (ModelConfig.options['conv2_width'])")
+    pad = kernel // 2 if padding == "same" else 0
+
+    def side(n: int) -> int:           # one conv (stride 1) then a 2x2 max-pool
+        return (n + 2 * pad - kernel + 1) // 2
+
+    feat = conv2_width * side(side(height)) * side(side(width_px))
     layers: list[nn.Module] = [
         nn.Conv2d(channels, width, kernel, padding=pad, bias=bias), nn.MaxPool2d(2), nn.ReLU(),
-        nn.Conv2d(width, 2 * width, kernel, padding=pad, bias=bias), nn.MaxPool2d(2), nn.ReLU(),
+        nn.Conv2d(width, conv2_width, kernel, padding=pad, bias=bias), nn.MaxPool2d(2), nn.ReLU(),
         nn.Flatten(), nn.Linear(feat, fc_width, bias=bias), nn.ReLU(),
     ]
     if dropout > 0:
@@ -96,7 +104,8 @@ def _construct(cfg: ModelConfig, input_shape: tuple[int, ...], num_classes: int)
                               cfg.arch)
         model = cnn(input_shape, num_classes, cfg.width, cfg.bias,
                     fc_width=int(cfg.options.get("fc_width", 1024)),
-                    dropout=float(cfg.options.get("dropout", 0.0)))
+                    dropout=float(cfg.options.get("dropout", 0.0)),
+                    conv2_width=cfg.options.get("conv2_width"), padding=cfg.options.get("padding", "same"))
     else:
         raise unknown_name("architecture", cfg.arch, ["mlp", "cnn"])
     return model

@@ -116,15 +116,46 @@ class Store:
             return conn
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
-            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("PRAGMA foreign_keys = ON")
-            self._init_schema(conn)
+            try:
+                conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+                conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+                conn.execute("PRAGMA journal_mode = WAL")
+                conn.execute("PRAGMA foreign_keys = ON")
+                self._init_schema(conn)
+            except sqlite3.OperationalError as exc:
+                if not (_is_read_only(exc) and self.path.is_file()):
+                    raise
+                conn = self._read_only_conn()    # read-only results: reading works, a write says read-only
         except sqlite3.DatabaseError as exc:
-            raise GapbenchError(f"The results store '{self.path}' cannot be opened as SQLite ({exc}). Point "
-                                f"--out to another directory, or move the damaged file away.") from exc
+            raise (store_error(self.path, exc) or GapbenchError(
+                f"The results store '{self.path}' cannot be opened as SQLite ({exc}). Point --out to another "
+                f"directory, or move the file away and rerun.")) from exc
         self._local.conn, self._local.pid = conn, os.getpid()
+        return conn
+
+    def _read_only_conn(self) -> sqlite3.Connection:
+        """Open an existing store read-only (report/export on read-only results). 'immutable' is the fallback
+        when SQLite cannot even create the WAL index next to the file (nobody can write there either), used
+        only when no WAL file holds commits the main file lacks (a cleanly closed store has none)."""
+        try:
+            return self._open_uri("mode=ro")
+        except sqlite3.OperationalError as exc:
+            wal = self.path.with_name(self.path.name + "-wal")
+            if not _is_read_only(exc) or (wal.exists() and wal.stat().st_size > 0):
+                raise                             # immutable would ignore the WAL's committed runs
+            return self._open_uri("mode=ro&immutable=1")
+
+    def _open_uri(self, query: str) -> sqlite3.Connection:
+        conn = sqlite3.connect(f"{self.path.resolve().as_uri()}?{query}", uri=True, isolation_level=None)
+        try:
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+        except sqlite3.DatabaseError:
+            conn.close()
+            raise
+        if version != SCHEMA_VERSION:
+            conn.close()
+            raise sqlite3.OperationalError(f"attempt to write a readonly database (schema version {version} "
+                                           f"needs an upgrade to {SCHEMA_VERSION})")
         return conn
 
     def _init_schema(self, conn: sqlite3.Connection) -> None:
@@ -147,7 +178,7 @@ class Store:
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            _rollback(conn)
             raise
 
     def close(self) -> None:
@@ -205,7 +236,7 @@ class Store:
             conn.executemany("INSERT INTO run_values VALUES (?, ?, ?, ?)", rows)
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            _rollback(conn)
             raise
 
     def delete(self, experiment: str, signature: str) -> bool:
@@ -217,7 +248,7 @@ class Store:
                                (experiment, signature))
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            _rollback(conn)
             raise
         return cur.rowcount > 0
 
@@ -272,6 +303,37 @@ class Store:
                           provenance=json.loads(prov) if prov else {}, checkpoint=ckpt, started=started,
                           finished=finished, failure=failure)
                 for exp, sig, config, status, reason, started, finished, seconds, prov, ckpt, failure in rows]
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    """Roll back if a transaction is still open: SQLite already rolled back after a full disk or I/O error,
+    and a second ROLLBACK would replace the real cause with 'cannot rollback - no transaction is active'."""
+    try:
+        conn.execute("ROLLBACK")
+    except sqlite3.OperationalError as exc:
+        if "no transaction is active" not in str(exc):
+            raise
+
+
+def _is_read_only(exc: sqlite3.Error) -> bool:
+    text = str(exc).lower()
+    return "readonly" in text or "read-only" in text or "unable to open" in text
+
+
+def store_error(path: Path, exc: sqlite3.DatabaseError) -> GapbenchError | None:
+    """The user-fixable SQLite faults in gapbench's words (None for anything else, which is a bug)."""
+    text = str(exc).lower()
+    if "malformed" in text or "not a database" in text:
+        return GapbenchError(f"The results store '{path}' is corrupted (SQLite: {exc}). Move it aside (e.g. "
+                             f"mv {path} {path}.bad) and rerun: finished runs are trained again.")
+    if "disk is full" in text or "disk i/o error" in text:
+        return GapbenchError(f"No space left on device (or an I/O error) while writing the results store "
+                             f"'{path}' (SQLite: {exc}). Free some space, or use --out DIR on another disk.")
+    if _is_read_only(exc):
+        return GapbenchError(f"The results store '{path}' cannot be written: its directory is read-only or "
+                             f"not writable (SQLite: {exc}). Copy the results directory somewhere writable "
+                             f"and pass that as --out.")
+    return None
 
 
 def checked_values(values: Mapping[str, Any]) -> dict[str, float]:

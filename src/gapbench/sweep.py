@@ -29,6 +29,12 @@ Rules (SPEC §5):
   every later one. 'spawn' is used where forkserver does not exist (Windows). Each worker gets
   ``runtime.threads`` intra-op threads (default 1: two threads per worker degrade badly when the other core
   is busy) and OMP_NUM_THREADS / MKL_NUM_THREADS set to match.
+- Progress (:mod:`gapbench.sweep_progress`): a job reports its epochs with ``progress.report``; :func:`execute`
+  tags each event with the job's signature and hands it to the parent: directly in-process, through a
+  multiprocessing queue from pool workers (the parent drains it every :data:`POLL_S` seconds while it waits).
+  A worker never blocks on that queue (``cancel_join_thread``), a failing put is ignored, and a job that ends
+  (or dies with its worker) leaves the display's running set, so nothing waits on progress. Ray tasks report
+  only their ends.
 - backend='ray' (optional extra, ``pip install gapbench[ray]``) runs the same job wrapper as Ray tasks with at
   most ``workers`` in flight; the store path must then be on a file system all Ray nodes share with working
   POSIX locks (SQLite's requirement). Only its missing-dependency error is tested here.
@@ -40,7 +46,6 @@ import copy
 import errno
 import multiprocessing
 import os
-import sys
 import time
 import traceback
 from collections.abc import Callable, Iterator
@@ -51,15 +56,18 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm import tqdm
 
 from .config import Runtime
 from .errors import GapbenchError, check_choice, check_positive_int, param_error
+from .progress import reporting
 from .store import JOB_STATUSES, Store, checked_values
+from .sweep_progress import JobReporter, SweepDisplay, drain, forwarder, labels
 
 BACKENDS = ("local", "ray")
 FORKSERVER_PRELOAD = ["torch", "gapbench.sweep"]  # imported once by the fork server, inherited by workers
 TRANSIENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT}   # no space left on the device, disk quota exceeded
+POLL_S = 0.5                # how often the parent of a pool drains progress events while jobs run
+_worker_queue = None        # a pool worker's queue to the parent (set by _init_worker)
 
 
 @dataclass(frozen=True)
@@ -103,15 +111,22 @@ def job_name(fn: Callable[..., Any]) -> str:
     return f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', repr(fn))}"
 
 
-def execute(job: Job, store: Store, runtime: Runtime, out_dir: Path) -> str:
+def execute(job: Job, store: Store, runtime: Runtime, out_dir: Path,
+            on_event: Callable[[dict], None] | None = None) -> str:
     """Run one job, record its result in `store`, and return its status ('done' | 'failed').
 
-    The worker-side half of a sweep: used in-process, in pool workers and as a Ray task.
+    The worker-side half of a sweep: used in-process, in pool workers and as a Ray task. Progress events
+    (a 'start', then the job's own) go to `on_event`, else to this pool worker's queue, tagged with
+    the job's signature.
     """
     started, t0 = time.time(), time.perf_counter()
     failure = None
+    sink = JobReporter(job.signature, on_event or _queue_put)
     try:
-        result = job.fn(copy.deepcopy(job.config), runtime, Path(out_dir))
+        sink({"kind": "start"})
+        with reporting(sink):
+            result = job.fn(copy.deepcopy(job.config), runtime, Path(out_dir))
+        sink.flush()
         values = _result_values(job, result)
     except GapbenchError:
         raise
@@ -127,6 +142,11 @@ def execute(job: Job, store: Store, runtime: Runtime, out_dir: Path) -> str:
                  reason=result.reason, seconds=time.perf_counter() - t0, checkpoint=result.checkpoint,
                  started=started, failure=failure)
     return result.status
+
+
+def _queue_put(event: dict) -> None:
+    if _worker_queue is not None:
+        _worker_queue.put_nowait(event)
 
 
 def failure_kind(exc: BaseException) -> str:
@@ -168,7 +188,7 @@ def _result_values(job: Job, result: Any) -> dict[str, float]:
 
 def run_sweep(jobs: list[Job], store: Store | str | Path, *, workers: int = 1, runtime: Runtime | None = None,
               out_dir: str | Path | None = None, progress: bool = True, retry_failed: bool = False,
-              backend: str = "local") -> SweepResult:
+              backend: str = "local", on_progress: Callable[[dict], None] | None = None) -> SweepResult:
     """Run every job the store does not have yet and return which were trained, reused and failed.
 
     Args:
@@ -179,9 +199,14 @@ def run_sweep(jobs: list[Job], store: Store | str | Path, *, workers: int = 1, r
             default Runtime().
         out_dir: where jobs write files (checkpoints) and failures their logs (out_dir/logs/); default: the
             store's directory.
-        progress: show a tqdm bar over jobs on stderr.
+        progress: show the sweep's progress on stderr (gapbench.progress: a bar on a terminal, plain lines
+            otherwise): jobs done, failures, each running job's epoch and train error, and the time left
+            estimated from measured job durations (before any finishes here: those stored for the same
+            experiment, else the running jobs' epoch progress).
         retry_failed: run again every job stored as 'failed' (transient failures are run again anyway).
         backend: 'local' (this machine) or 'ray'.
+        on_progress: also called in this process with every progress event (dicts with 'kind' ('start',
+            'epoch', 'end') and 'signature'), e.g. to log them.
     """
     where = "run_sweep()"
     workers = check_positive_int(workers, "workers", where)
@@ -203,18 +228,31 @@ def run_sweep(jobs: list[Job], store: Store | str | Path, *, workers: int = 1, r
             todo.append(job)
     if not todo:
         return result
-    with tqdm(total=len(todo), desc="sweep", unit="run", disable=not progress, file=sys.stderr) as bar:
+    display = SweepDisplay(labels(todo), workers=min(workers, len(todo)), enabled=progress,
+                           prior=_stored_seconds(store, unique, result.reused))
+    forward = forwarder(display, on_progress)
+    try:
         if backend == "ray":
             outcomes = _run_ray(todo, store, runtime, out_dir, workers)
         elif workers == 1:
-            outcomes = ((job, execute(job, store, runtime, out_dir)) for job in todo)
+            outcomes = ((job, execute(job, store, runtime, out_dir, forward)) for job in todo)
         else:
-            outcomes = _run_pool(todo, store, runtime, out_dir, workers)
+            outcomes = _run_pool(todo, store, runtime, out_dir, workers, forward)
         for job, status in outcomes:
             (result.trained if status == "done" else result.failed).append(job.signature)
-            bar.set_postfix(failed=len(result.failed), refresh=False)
-            bar.update()
+            forward({"kind": "end", "signature": job.signature, "status": status})
+    finally:
+        display.close()
     return result
+
+
+def _stored_seconds(store: Store, jobs: list[Job], reused: list[str]) -> list[float]:
+    """Measured durations of the done runs this sweep reuses: the time a job of these experiments takes."""
+    reused_set, seconds = set(reused), []
+    for experiment in {job.experiment for job in jobs if job.signature in reused_set}:
+        seconds += [run.seconds for run in store.runs(experiment)
+                    if run.signature in reused_set and run.status == "done" and run.seconds]
+    return seconds
 
 
 def _dedupe(jobs: list[Job]) -> list[Job]:
@@ -233,8 +271,12 @@ def _dedupe(jobs: list[Job]) -> list[Job]:
     return list(seen.values())
 
 
-def _init_worker(threads: int) -> None:
-    """Pool initializer: one BLAS/OpenMP configuration per worker process."""
+def _init_worker(threads: int, queue=None) -> None:
+    """Pool initializer: one BLAS/OpenMP configuration per worker process, and its progress queue."""
+    global _worker_queue
+    if queue is not None:
+        queue.cancel_join_thread()    # exiting never waits to flush progress to a parent that is gone
+        _worker_queue = queue
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ[var] = str(threads)
     torch.set_num_threads(threads)
@@ -248,14 +290,18 @@ def _mp_context() -> multiprocessing.context.BaseContext:
     return multiprocessing.get_context("spawn")
 
 
-def _run_pool(todo: list[Job], store: Store, runtime: Runtime, out_dir: Path,
-              workers: int) -> Iterator[tuple[Job, str]]:
-    with ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=_mp_context(),
-                             initializer=_init_worker, initargs=(runtime.threads,)) as pool:
+def _run_pool(todo: list[Job], store: Store, runtime: Runtime, out_dir: Path, workers: int,
+              on_event: Callable[[dict], None]) -> Iterator[tuple[Job, str]]:
+    ctx = _mp_context()
+    queue = ctx.Queue()
+    with ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=ctx,
+                             initializer=_init_worker, initargs=(runtime.threads, queue)) as pool:
         pending = {pool.submit(execute, job, store, runtime, out_dir): job for job in todo}
         try:
             while pending:
-                finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+                finished, _ = wait(pending, timeout=POLL_S, return_when=FIRST_COMPLETED)
+                drain(queue, on_event)
+                on_event({"kind": "tick"})
                 for future in finished:
                     job = pending.pop(future)
                     try:
@@ -266,6 +312,7 @@ def _run_pool(todo: list[Job], store: Store, runtime: Runtime, out_dir: Path,
         finally:
             # On an error (or an abandoned generator) nothing new starts; runs in flight finish, are stored.
             pool.shutdown(wait=True, cancel_futures=True)
+            queue.close()
 
 
 def _record_broken(store: Store, job: Job, exc: BrokenProcessPool, out_dir: Path) -> str:

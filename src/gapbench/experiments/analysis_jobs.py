@@ -17,12 +17,12 @@ import torch
 from ..analysis.memorization import min_norm_interpolant, null_direction, random_relu_features
 from ..analysis.nk_linear import nk_linear_gram, nk_linear_quantities
 from ..analysis.slices import fitted_threshold, local_disagreement, slice_image
-from ..analysis.two_phase import first_points, freeze_all_but_last, gated_from, rest_points
+from ..analysis.two_phase import epoch_budgets, first_points, normalized, phase2_start, rest_points
 from ..bounds import bound
 from ..config import DataConfig, RunConfig, Runtime, from_dict
 from ..data import load_data
-from ..errors import check_choice
 from ..evaluate import zero_one_error
+from ..progress import report
 from ..sweep import JobResult
 from ..train import fit
 from ..trained import source_from_run
@@ -108,35 +108,36 @@ def slices_job(config: dict[str, Any], runtime: Runtime, out_dir: Path):
     return JobResult(values, status="done", reason=run.reason, checkpoint=str(path))
 
 
-def two_phase_job(config, runtime, out_dir):
+def _with_epochs(cfg, epochs: int):
+    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, max_epochs=epochs))
+
+
+def two_phase_job(config: dict[str, Any], runtime: Runtime, out_dir: Path):
     """Sweep job for `kkb2017-two-phase`: mode 'standard' (all m points, the baseline), 'two_phase' (gates
     learned on S_αm then frozen; value weights trained on all m points) or 'last_layer' (all but the last layer
-    frozen after phase 1). Phase 2 runs `epochs` epochs over the m points; phase 1 runs `epochs` epochs over
-    S_αm when ``phase1_budget`` is 'epochs', or round(`epochs`/α) epochs (the SGD steps of `epochs` epochs
-    over m) when it is 'steps'. The baseline runs 2·`epochs` epochs over m. [verify: KKB do not state the
-    budget split; 'epochs' is the default, 'steps' the other reading.]"""
+    frozen after phase 1). Epochs per run: :func:`epoch_budgets`; phase 2's start: :func:`phase2_start`
+    (hp 'phase2_init'); inputs: :func:`normalized` when hp 'normalize' is [mean, std]."""
     torch.set_num_threads(runtime.threads)
     cfg = from_dict(RunConfig, config["run"])
     p = config["hp"]
     data = load_for(cfg, runtime)
+    if p.get("normalize"):
+        data = normalized(data, *map(float, p["normalize"]))
     start = time.perf_counter()
-    epochs = int(p["epochs"])
     if p["mode"] == "standard":
-        run = fit(dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, max_epochs=2 * epochs)), data,
-                  runtime=runtime)
+        run = fit(_with_epochs(cfg, epoch_budgets(p, len(data.train), len(data.train))["standard"]), data,
+                  runtime=runtime, on_epoch=report)
         model, failed = run.model, run.status == "failed" and run.reason
         values = {}
     else:
         count = max(1, round(float(p["alpha"]) * len(data.train)))
-        phase_cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, max_epochs=epochs))
-        budget = p.get("phase1_budget", "epochs")
-        check_choice(budget, "phase1_budget", "kkb2017-two-phase", ("epochs", "steps"))
-        phase1_epochs = epochs if budget == "epochs" else max(1, round(epochs * len(data.train) / count))
-        phase1_cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, max_epochs=phase1_epochs))
-        phase1 = fit(phase1_cfg, first_points(data, count), runtime=runtime)
-        net = gated_from(phase1.model) if p["mode"] == "two_phase" else freeze_all_but_last(phase1.model)
-        phase2 = fit(phase_cfg, data, runtime=runtime, model=net,
-                     init_source=source_from_run(phase1, data.train.source))
+        budgets = epoch_budgets(p, len(data.train), count)
+        phase1 = fit(_with_epochs(cfg, budgets["phase1"]), first_points(data, count), runtime=runtime,
+                     on_epoch=lambda e: report({**e, "phase": 1}))
+        net = phase2_start(phase1.model, p["mode"], p.get("phase2_init", "warm"), cfg)
+        phase2 = fit(_with_epochs(cfg, budgets["phase2"]), data, runtime=runtime, model=net,
+                     init_source=source_from_run(phase1, data.train.source),
+                     on_epoch=lambda e: report({**e, "phase": 2}))
         model, failed = phase2.model, (phase1.status == "failed" and phase1.reason) or (
             phase2.status == "failed" and phase2.reason)
         values = {"n_phase1": float(count), "n_rest": float(len(data.train) - count)}

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import difflib
 import json
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ConfigError, unknown_name
+from .params import Param, check_params
 from .table import Table
 
 PRESETS = ("smoke", "quick", "paper")
@@ -61,6 +63,14 @@ class Experiment:
                                                                  # log-log slopes, Kendall τ, ...
     statistics_label: str = "slope (log-log, median over seeds)"   # what those statistics are, for the summary
     notes: Mapping[str, str] = field(default_factory=dict)  # preset -> what it changes vs the paper
+    spec: Mapping[str, Param] = field(default_factory=dict)  # every preset key -> its type and range (params.py)
+
+    def __post_init__(self):
+        keys = {key for preset in self.presets.values() for key in preset}
+        undeclared = sorted(keys - set(self.spec))
+        if undeclared:
+            raise ConfigError(f"Experiment '{self.name}' has preset keys without a declared type and range: "
+                              f"{undeclared}. Add them to its spec (gapbench.experiments.params).")
 
     def params(self, preset: str, overrides: Mapping[str, str] | None = None) -> dict[str, Any]:
         """The preset's parameters with `--set key=value` overrides applied and type-checked."""
@@ -75,11 +85,30 @@ class Experiment:
                 raise ConfigError(f"Unknown --set key '{key}' for experiment '{self.name}'.{hint} Known keys: "
                                   f"{', '.join(sorted(params))}. Example: --set {example}=...")
             params[key] = coerce(raw, params[key], key)
+        check_params(params, self.spec, self.name)
         return params
 
 
 def coerce(raw: Any, like: Any, key: str) -> Any:
-    """Parse a --set value to the type of the preset's value `like` (lists: comma-separated or JSON)."""
+    """Parse a --set value to the type of the preset's value `like` (lists: comma-separated or JSON; dicts:
+    JSON). Every number must be finite: 'nan' and 'inf' are refused here, for every key."""
+    value = _parse(raw, like, key)
+    if not _finite(value):
+        raise ConfigError(f"The --set value for '{key}' must be finite (no nan or inf). Got {raw!r} instead.")
+    return value
+
+
+def _finite(value: Any) -> bool:
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, dict):
+        return all(_finite(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return all(_finite(v) for v in value)
+    return True
+
+
+def _parse(raw: Any, like: Any, key: str) -> Any:
     if not isinstance(raw, str):
         return raw
     try:
@@ -96,9 +125,14 @@ def coerce(raw: Any, like: Any, key: str) -> Any:
                 items = [s for s in raw.split(",") if s.strip()]
             elem = like[0] if like else raw
             try:
-                return [coerce(str(v) if not isinstance(v, str) else v, elem, key) for v in items]
+                return [_parse(str(v) if not isinstance(v, str) else v, elem, key) for v in items]
             except ConfigError:
                 raise ValueError from None
+        if isinstance(like, dict):
+            value = json.loads(raw)
+            if not isinstance(value, dict):
+                raise ValueError
+            return value
         if isinstance(like, int):
             return int(float(raw)) if float(raw).is_integer() else int(raw)
         if isinstance(like, float):
@@ -108,6 +142,7 @@ def coerce(raw: Any, like: Any, key: str) -> Any:
         return raw
     except (ValueError, json.JSONDecodeError):
         kind = (f"a comma-separated list of {type(like[0]).__name__ if like else 'values'}"
-                if isinstance(like, (list, tuple)) else f"a {type(like).__name__}")
+                if isinstance(like, (list, tuple)) else "a JSON object" if isinstance(like, dict)
+                else f"a {type(like).__name__}")
         raise ConfigError(f"The --set value for '{key}' must be {kind}, like the preset's {like!r}. "
                           f"Got {raw!r} instead.") from None

@@ -157,6 +157,8 @@ def run_experiment(name: str | Experiment, preset: str | None = "quick", *,
     exp = get(name)
     runtime = runtime or Runtime()
     out = Path(out)
+    if preset is not None:
+        exp.params(preset, overrides)      # refuse a bad preset or --set value before the store is opened (created)
     store = Store(out / STORE_NAME)
     notes: list[str] = []
     if preset is None or not train:

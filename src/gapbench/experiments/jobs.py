@@ -13,6 +13,7 @@ holds one trained model and is named by that model's RunConfig signature (:func:
 is what checkpoint.load verifies: two jobs that train the same model (measured differently, or by two
 experiments) share its file, and training is reused. A results row names its model by `checkpoint` (the
 path) and `model_signature` (`model_signature_b` for draw b of a pair, beside it): see model_signatures.
+Training reports each epoch with gapbench.progress.report, which the sweep running the job displays.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from ..config import RunConfig, Runtime, from_dict, signature
 from ..data import load_data
 from ..evaluate import margins, zero_one_error
 from ..measures import measure, per_layer
+from ..progress import report
 from ..sweep import JobResult
 from ..train import fit
 from .quantities import (
@@ -73,15 +75,17 @@ def _draw_b(cfg_a: RunConfig, config: dict[str, Any]) -> RunConfig:
                                                                subset_seed=int(config["pair_subset_seed"])))
 
 
-def train_or_reuse(cfg: RunConfig, data, runtime: Runtime, out_dir: Path):
-    """Train `cfg`, or load its checkpoint when one with the same RunConfig signature exists."""
+def train_or_reuse(cfg: RunConfig, data, runtime: Runtime, out_dir: Path, draw: str | None = None):
+    """Train `cfg`, or load its checkpoint when one with the same RunConfig signature exists; epochs are
+    reported (gapbench.progress) with the pair's `draw` ('a' or 'b') when given."""
     path = checkpoint_path(out_dir, cfg)
     if path.exists():
         try:
             return checkpoint.load(path, expected_signature=signature(cfg)), path
         except Exception:  # a corrupt or stale checkpoint is retrained, never trusted
             path.unlink(missing_ok=True)
-    run = fit(cfg, data, runtime=runtime, progress=False)
+    on_epoch = report if draw is None else (lambda event: report({**event, "draw": draw}))
+    run = fit(cfg, data, runtime=runtime, progress=False, on_epoch=on_epoch)   # epochs to the sweep's display
     checkpoint.save(path, run)
     return run, path
 
@@ -164,6 +168,7 @@ def train_measure(config: dict[str, Any], runtime: Runtime, out_dir: Path):
     if run.status == "failed":
         return JobResult({"epochs": float(run.epochs), "steps": float(run.steps)}, status="failed",
                          reason=run.reason, checkpoint=str(path))
+    report({"kind": "stage", "stage": "measuring"})
     values = basic_values(run, data)
     values.update(measure_quantities(run, data, config.get("quantities", [])))
     values["job_seconds"] = time.perf_counter() - start
@@ -183,10 +188,11 @@ def train_pair(config: dict[str, Any], runtime: Runtime, out_dir: Path):
     runs, paths = [], []
     for cfg, suffix in ((cfg_a, ""), (cfg_b, "_b")):
         data = load_for(cfg, runtime)
-        run, path = train_or_reuse(cfg, data, runtime, out_dir)
+        run, path = train_or_reuse(cfg, data, runtime, out_dir, draw=suffix[1:] or "a")
         if run.status == "failed":
             return JobResult({"epochs" + suffix: float(run.epochs)}, status="failed",
                              reason=f"draw{suffix or '_a'}: {run.reason}", checkpoint=str(path))
+        report({"kind": "stage", "stage": "measuring"})
         draw = basic_values(run, data)
         draw.update(measure_quantities(run, data, config.get("quantities", [])))
         values.update({key + suffix: value for key, value in draw.items()})

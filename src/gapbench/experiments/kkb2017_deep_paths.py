@@ -12,6 +12,7 @@ from ..config import DataConfig, ModelConfig, RunConfig, TrainConfig, to_dict
 from . import register
 from .base import Claim, Experiment
 from .jobs import train_measure
+from .params import count, mapping, positive, text
 from .plotting import loglog_panel
 from .quantities import DecompositionSpec, quantities_json
 from .table import slope_of
@@ -58,7 +59,12 @@ def slopes(t):
 MNIST = {"dataset": "mnist", "data_options": {}, "depth": 2, "width": 64, "lr": 0.01, "batch_size": 32,
          "max_epochs": 30, "n_population": 2000, "seeds": 1, "m": [100, 200, 400, 800]}
 
+SPEC = {"dataset": text(), "data_options": mapping(), "depth": count(0), "width": count(), "lr": positive(),
+        "batch_size": count(), "max_epochs": count(), "n_population": count(), "seeds": count(),
+        "m": count(many=True)}
+
 EXPERIMENT = register(Experiment(
+    spec=SPEC,
     name="kkb2017-deep-paths",
     paper="Kawaguchi, Kaelbling & Bengio, Generalization in Deep Learning (arXiv 1710.05468 v5)",
     figure="§5, Theorem 7 (deep paths, squared loss)",

@@ -13,6 +13,7 @@ from ..errors import ConfigError
 from . import register
 from .analysis_jobs import memorization_job
 from .base import Claim, Experiment
+from .params import choice, count, fraction, nonnegative, text
 
 
 def points(p):
@@ -74,7 +75,12 @@ def plot(t, fig, p):
 BASE = {"dataset": "mnist", "features": "random_relu", "c": [0.0, 1.0, 1e2, 1e4, 1e6, 1e8],
         "label_noise": [0.0, 0.5, 1.0]}
 
+SPEC = {"dataset": text(), "features": choice("random_relu", "pixels"), "c": nonnegative(many=True),
+        "label_noise": fraction(many=True), "d_features": count(), "n_train": count(), "n_test": count(),
+        "seeds": count()}
+
 EXPERIMENT = register(Experiment(
+    spec=SPEC,
     name="kkb2017-linear-memorization",
     paper="Kawaguchi, Kaelbling & Bengio, Generalization in Deep Learning (arXiv 1710.05468 v5)",
     figure="§3, linear models: memorization and arbitrarily large norm",

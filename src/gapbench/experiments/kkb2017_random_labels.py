@@ -8,6 +8,7 @@ from ..config import DataConfig, ModelConfig, RunConfig, TrainConfig, to_dict
 from . import register
 from .base import Claim, Experiment
 from .jobs import train_measure
+from .params import count, fraction, positive
 from .quantities import BoundSpec, MeasureSpec, quantities_json
 
 NORMS = ("spectral_product", "frobenius_product", "path_norm_l2", "dist_from_init_fro", "bartlett2017_complexity")
@@ -78,7 +79,12 @@ def plot(t, fig, p):
 BASE = {"label_noise": [0.0, 0.2, 0.5, 0.8, 1.0], "seeds": 1, "n_val": 10000, "n_test": 10000, "depth": 2,
         "width": 512, "lr": 0.05, "momentum": 0.9, "batch_size": 64, "max_epochs": 200}
 
+SPEC = {"label_noise": fraction(many=True), "seeds": count(), "n_train": count(), "n_val": count(),
+        "n_test": count(), "depth": count(0), "width": count(), "lr": positive(), "momentum": fraction(high_open=True),
+        "batch_size": count(), "max_epochs": count()}
+
 EXPERIMENT = register(Experiment(
+    spec=SPEC,
     name="kkb2017-random-labels",
     paper="Kawaguchi, Kaelbling & Bengio, Generalization in Deep Learning (arXiv 1710.05468 v5)",
     figure="§2-3, the apparent paradox (random labels)",

@@ -18,6 +18,7 @@ from ..config import DataConfig, ModelConfig, RunConfig, TrainConfig, to_dict
 from . import register
 from .base import Claim, Experiment
 from .jobs import train_measure
+from .params import count, fraction, positive
 from .quantities import BoundSpec, MeasureSpec, quantities_json
 
 HELDOUT = ("heldout_binomial", "heldout_kl", "heldout_hoeffding", "heldout_empirical_bernstein",
@@ -111,7 +112,12 @@ def plot(t, fig, p):
 
 BASE = {"n_val": 10000, "n_test": 10000, "seed": 0, "momentum": 0.9, "batch_size": 64, "label_noise": [0.0, 0.5, 1.0]}
 
+SPEC = {"n_train": count(), "n_val": count(), "n_test": count(), "seed": count(0), "momentum": fraction(high_open=True),
+        "batch_size": count(), "label_noise": fraction(many=True), "width": count(many=True),
+        "depth": count(0, many=True), "lr": positive(many=True), "epochs": count(many=True)}
+
 EXPERIMENT = register(Experiment(
+    spec=SPEC,
     name="kkb2017-validation",
     paper="Kawaguchi, Kaelbling & Bengio, Generalization in Deep Learning (arXiv 1710.05468 v5)",
     figure="§6, Proposition (generalization via validation)",

@@ -15,6 +15,7 @@ from ..config import DataConfig, ModelConfig, RunConfig, TrainConfig, to_dict
 from . import register
 from .base import Claim, Experiment
 from .jobs import train_pair
+from .params import choice, count, flag, fraction, nonnegative, positive
 from .plotting import loglog_panel
 from .quantities import MeasureSpec, PerLayerSpec, QuantitySpec, quantities_json
 from .table import slope_of
@@ -100,7 +101,14 @@ PAPER = {"m": [2 ** k for k in range(7, 16)], "pairs": 1, "depth": 5, "width": 1
          "batch_size": 1, "loss": "sigmoid_ce", "gamma": 10.0, "margin_fraction": 0.99, "gamma_rule": "target",
          "max_epochs": 200, "pool_size": 55000, "replace": True, "augment_noise": 0.01, "n_test": 10000}
 
+SPEC = {"m": count(many=True), "pairs": count(), "depth": count(0), "width": count(), "lr": positive(),
+        "batch_size": count(), "loss": choice("softmax_ce", "sigmoid_ce", "squared"),  # train.LOSSES (no torch here)
+        "gamma": positive(), "margin_fraction": fraction(low_open=True),
+        "gamma_rule": choice("target", "median"), "max_epochs": count(), "n_test": count(), "pool_size": count(),
+        "replace": flag(), "augment_noise": nonnegative()}
+
 EXPERIMENT = register(Experiment(
+    spec=SPEC,
     name="nk2019-fig1",
     paper="Nagarajan & Kolter 2019, Uniform convergence may be unable to explain generalization in deep learning",
     figure="Fig. 1 (bounds vs training-set size on MNIST)",

@@ -14,6 +14,7 @@ from ..config import DataConfig, ModelConfig, RunConfig, TrainConfig, to_dict
 from . import register
 from .base import Claim, Experiment
 from .jobs import train_measure
+from .params import choice, count, fraction, positive
 from .plotting import loglog_panel
 from .table import slope_of
 
@@ -63,7 +64,13 @@ BLOG = {"m": [1024, 2048, 4096, 8192], "seeds": 1, "dim": 500, "r_inner": 1.0, "
         "lr": 0.5, "batch_size": 64, "gamma": 8.0, "margin_fraction": 0.99, "max_epochs": 200,
         "n_test": 4096, "init": "torch_default"}
 
+SPEC = {"m": count(many=True), "seeds": count(), "dim": count(2), "r_inner": positive(), "r_outer": positive(),
+        "width": count(), "lr": positive(), "batch_size": count(), "gamma": positive(),
+        "margin_fraction": fraction(low_open=True), "max_epochs": count(), "n_test": count(),
+        "init": choice("torch_default", "glorot_uniform")}  # models.INITS (importing it would load torch)
+
 EXPERIMENT = register(Experiment(
+    spec=SPEC,
     name="nk2019-hypersphere",
     paper="Nagarajan & Kolter 2019, Uniform convergence may be unable to explain generalization in deep learning",
     figure="§4, the hypersphere experiment (S' and the failure of uniform convergence)",

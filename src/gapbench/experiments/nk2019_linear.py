@@ -10,6 +10,7 @@ from __future__ import annotations
 from . import register
 from .analysis_jobs import nk_linear_job
 from .base import Claim, Experiment
+from .params import count, positive
 from .plotting import loglog_panel
 from .table import slope_of
 
@@ -51,7 +52,11 @@ def slopes(t):
     return {"w_norm": slope_of(t, "hp.n_train", "w_norm"), "test_error": slope_of(t, "hp.n_train", "test_error")}
 
 
+SPEC = {"m": count(many=True), "seeds": count(), "noise_dim_factor": count(), "noise_var_scale": positive(),
+        "u_norm_scale": positive()}
+
 EXPERIMENT = register(Experiment(
+    spec=SPEC,
     name="nk2019-linear",
     paper="Nagarajan & Kolter 2019, Uniform convergence may be unable to explain generalization in deep learning",
     figure="§3, the overparameterized linear example",

@@ -6,13 +6,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from scipy import stats
 
 from ..config import to_dict
 from . import register
 from .analysis_jobs import slices_job
 from .base import Claim, Experiment
 from .nk2019_hypersphere import BLOG
+from .nk2019_hypersphere import SPEC as HYPERSPHERE_SPEC
 from .nk2019_hypersphere import run_config as hypersphere_run
+from .params import count, positive
 
 
 def points(p):
@@ -22,15 +25,55 @@ def points(p):
              "run": to_dict(hypersphere_run(p, p["m"], s))} for s in range(p["seeds"])]
 
 
-def _complex_near_train(t, p):
-    train = float(np.median(t.column("near_train_disagreement_fitted")))
-    test = float(np.median(t.column("near_test_disagreement_fitted")))
-    task = [float(np.median(t.column(f"near_{k}_disagreement"))) for k in ("train", "test")]
-    return train > test, train - test, (
-        f"median fraction of the disc (radius {p['radius_fraction']:g}·(r_outer − r_inner)) labelled against the "
-        f"network's own fitted sphere (radius {float(np.median(t.column('fitted_radius'))):.3f}): near training "
-        f"points {train:.4f}, near test points {test:.4f}; against the task's midpoint sphere: {task[0]:.4f} vs "
-        f"{task[1]:.4f}")
+CONFIDENCE = 0.95   # two-sided level of the paired t interval the claims require to exclude 0
+
+
+def paired_interval(near_train, near_test, confidence: float = CONFIDENCE):
+    """Paired t interval for the mean of d_s = near_train_s − near_test_s over seeds s (a paired t-test:
+    d_s i.i.d. normal): mean ± t_{(1+confidence)/2, n−1} · std(d, ddof=1)/√n. Returns (mean, low, high, n);
+    low = high = nan when n < 2 (no spread to estimate)."""
+    diffs = np.asarray(near_train, dtype=float) - np.asarray(near_test, dtype=float)
+    n, mean = len(diffs), float(np.mean(diffs)) if len(diffs) else float("nan")
+    if n < 2:
+        return mean, float("nan"), float("nan"), n
+    half = float(stats.t.ppf((1 + confidence) / 2, n - 1)) * float(np.std(diffs, ddof=1)) / np.sqrt(n)
+    return mean, mean - half, mean + half, n
+
+
+def _paired_rows(t, train_key, test_key):
+    pairs = [(float(a), float(b)) for a, b in zip(t.column(train_key), t.column(test_key), strict=True)
+             if a is not None and b is not None and np.isfinite(float(a)) and np.isfinite(float(b))]
+    return [a for a, _ in pairs], [b for _, b in pairs]
+
+
+def _near_train_claim(suffix: str, rule):
+    """Check for 'near training points − near test points > 0 with confidence': the paired t interval of the
+    per-seed differences (columns near_{train,test}_disagreement{suffix}) must lie above 0. `rule(table)`
+    names the spherical rule those columns measure against, for the detail."""
+
+    def check(t, p):
+        train, test = _paired_rows(t, f"near_train_disagreement{suffix}", f"near_test_disagreement{suffix}")
+        mean, low, high, n = paired_interval(train, test)
+        medians = (f"medians: near training points {np.median(train):.4f}, near test points "
+                   f"{np.median(test):.4f}" if n else "no finite pairs")
+        head = (f"fraction of the disc (radius {p['radius_fraction']:g}·(r_outer − r_inner)) labelled against "
+                f"{rule(t)}; d_s = near training − near test per seed")
+        if n < 2:
+            return False, mean if n else None, (f"{head}: {n} seed(s), and a paired t interval needs ≥ 2 (run "
+                                                f"more seeds, e.g. --set seeds=10); {medians}")
+        verdict = "excludes 0" if low > 0 else "does not exclude 0 from below"
+        return low > 0, mean, (f"{head}: mean d = {mean:.4f}, {CONFIDENCE:.0%} paired t interval [{low:.4f}, "
+                               f"{high:.4f}] over {n} seeds ({verdict}); {medians}")
+
+    return check
+
+
+def _fitted_rule(t):
+    return f"the network's own fitted sphere (median radius {float(np.median(t.column('fitted_radius'))):.3f})"
+
+
+_complex_near_train = _near_train_claim("_fitted", _fitted_rule)
+_complex_near_train_task_sphere = _near_train_claim("", lambda t: "the task's midpoint sphere")
 
 
 def plot(t, fig, p):
@@ -68,7 +111,11 @@ SLICES = {"radius_fraction": 1.0,  # disc radius ÷ (r_outer − r_inner): SPEC 
            "n_centers": 50, "n_samples": 400, "resolution": 200,
            "n_dirs": 2000}  # random directions for the network's own fitted sphere (gapbench.analysis.slices)
 
+SPEC = {**HYPERSPHERE_SPEC, "m": count(), "radius_fraction": positive(), "n_centers": count(), "n_samples": count(),
+        "resolution": count(2), "n_dirs": count()}
+
 EXPERIMENT = register(Experiment(
+    spec=SPEC,
     name="nk2019-slices",
     paper="Nagarajan & Kolter 2019, Uniform convergence may be unable to explain generalization in deep learning",
     figure="§4, decision-boundary slices (microscopically complex, macroscopically simple)",
@@ -78,15 +125,20 @@ EXPERIMENT = register(Experiment(
         "smoke": {**BLOG, **SLICES, "m": 128, "seeds": 1, "dim": 50, "width": 100, "max_epochs": 50, "n_test": 256,
                   "n_centers": 10, "n_samples": 100, "resolution": 60},
         "quick": {**BLOG, **SLICES, "m": 1024, "seeds": 2, "dim": 200, "width": 1000, "n_test": 1024},
-        "paper": {**BLOG, **SLICES, "m": 4096, "seeds": 3},
+        "paper": {**BLOG, **SLICES, "m": 4096, "seeds": 10},  # ≥ 10 for a paired t interval that can exclude 0
         "demo": {**BLOG, **SLICES, "m": 1024, "seeds": 2, "dim": 200, "width": 1000, "n_test": 1024},
     },
     points=points,
     job=slices_job,
     claims=(Claim("complex_near_training_points", "label disagrees with the network's own large-scale "
-                  "(spherical) rule more often near training points than near test points", _complex_near_train),),
+                  "(spherical) rule more often near training points than near test points (paired over seeds, "
+                  "the 95 % t interval of the mean difference above 0)", _complex_near_train),
+            Claim("complex_near_training_points_task_sphere", "the same against the task's midpoint sphere "
+                  "(r_inner + r_outer)/2 instead of the network's fitted one", _complex_near_train_task_sphere)),
     plot=plot,
-    notes={"smoke": "d = 50, width 100", "quick": "d = 200, width 1,000, m = 1,024",
-           "demo": "as quick: d = 200, width 1,000, m = 1,024 (NK's blog settings are d = 500, width 10,000)",
-           "paper": "NK's blog settings (d = 500, width 10,000), m = 4,096"},
+    notes={"smoke": "d = 50, width 100; one seed, so the claims' paired t interval cannot be formed",
+           "quick": "d = 200, width 1,000, m = 1,024; 2 seeds: the paired t interval (1 degree of freedom) is wide",
+           "demo": "as quick: d = 200, width 1,000, m = 1,024 (NK's blog settings are d = 500, width 10,000); "
+                   "2 seeds: the paired t interval is wide",
+           "paper": "NK's blog settings (d = 500, width 10,000), m = 4,096, 10 seeds"},
 ))

@@ -21,16 +21,17 @@ from __future__ import annotations
 import copy
 import math
 import time
+from collections.abc import Callable
 
 import torch
 from torch import nn
-from tqdm import tqdm
 
 from ..config import RunConfig, Runtime
 from ..data.types import Dataset
 from ..errors import check_choice, param_error
 from ..evaluate import logits
 from ..models import build_model
+from ..progress import PLAIN_INTERVAL_S, Ticker
 from ..trained import Run, seeded_source, unknown_source
 from .batch1 import Batch1Engine, fusable_reason
 from .losses import Loss, get_loss
@@ -83,14 +84,16 @@ def make_engine(model: nn.Module, cfg: RunConfig, loss: Loss, num_classes: int, 
 
 def fit(cfg: RunConfig, data: Dataset, *, runtime: Runtime | None = None, progress: bool = False,
         init_state: dict[str, torch.Tensor] | None = None, engine: str = "auto",
-        model: nn.Module | None = None, init_source: dict | None = None) -> Run:
+        model: nn.Module | None = None, init_source: dict | None = None,
+        on_epoch: Callable[[dict], None] | None = None) -> Run:
     """Train the model `cfg` describes on ``data.train`` and return the Run (never raises on divergence).
 
     Args:
         cfg: data, model and training configuration (seeds: model.init_seed, train.sgd_seed).
         data: the dataset; only ``data.train`` is used for training and for the stop rule.
         runtime: operational settings (``device``).
-        progress: show a progress bar over epochs.
+        progress: show progress over epochs on stderr (gapbench.progress: a bar on a terminal, else a
+            plain line at most every few seconds).
         init_state: start from this state_dict instead of ``build_model``'s initialization.
         engine: 'auto' (batch1 where it applies), 'plain' (force autograd) or 'batch1' (require fused).
         model: train a copy of this module instead of building one from ``cfg.model`` (e.g. a two-phase
@@ -99,6 +102,8 @@ def fit(cfg: RunConfig, data: Dataset, *, runtime: Runtime | None = None, progre
         init_source: where `init_state` or `model` came from (run.source_from_run for another run's weights),
             recorded as Run.init_source; ignored (the seed is recorded) when neither is given, and
             {"kind": "unknown"} when they are given without it.
+        on_epoch: called after every evaluation with {'kind': 'epoch', 'epoch', 'max_epochs', 'train_error',
+            'loss', 'seconds'} (e.g. gapbench.progress.report, so a sweep shows the epochs of its jobs).
 
     Returns:
         Run with status 'converged' (stop rule met), 'max_epochs' or 'failed' (non-finite loss), its reason,
@@ -124,11 +129,22 @@ def fit(cfg: RunConfig, data: Dataset, *, runtime: Runtime | None = None, progre
     run = Run(model=model, init_state=start_state, config=cfg, train_indices=data.train.indices,
               status="max_epochs", reason=f"stop rule '{tc.stop}' not met within {tc.max_epochs} epochs",
               extra={"engine": type(trainer).__name__}, init_source=init_source)
+    ticker = Ticker(tc.max_epochs + 1, f"fit {run.signature}", enabled=progress, every_s=PLAIN_INTERVAL_S,
+                    leave=False)
+    try:
+        _train(run, trainer, x, y, gen, loss, ticker, on_epoch)
+    finally:
+        ticker.close()
+    model.eval()
+    return run
+
+
+def _train(run: Run, trainer, x: torch.Tensor, y: torch.Tensor, gen: torch.Generator, loss: Loss,
+           ticker: Ticker, on_epoch: Callable[[dict], None] | None) -> None:
+    """The epochs of fit(): train, evaluate, record history, stop (fills `run` in place)."""
+    tc, model, device = run.config.train, run.model, x.device
     t0 = time.perf_counter()
-    epochs = range(tc.max_epochs + 1)
-    if progress:
-        epochs = tqdm(epochs, desc=f"fit {run.signature}", leave=False)
-    for epoch in epochs:
+    for epoch in range(tc.max_epochs + 1):
         sgd_loss = float("nan")
         if epoch > 0:
             step_losses = trainer.epoch(x, y, torch.randperm(len(y), generator=gen).to(device))
@@ -142,6 +158,7 @@ def fit(cfg: RunConfig, data: Dataset, *, runtime: Runtime | None = None, progre
         metrics = epoch_metrics(logits(model, x), y, loss, tc.target_margin)
         run.history.append({"epoch": epoch, **metrics, "sgd_loss": sgd_loss,
                             "seconds": time.perf_counter() - t0})
+        _announce(run, ticker, on_epoch)
         reason = eval_divergence_reason(metrics, epoch)
         if reason:
             run.status, run.reason = "failed", reason
@@ -151,5 +168,13 @@ def fit(cfg: RunConfig, data: Dataset, *, runtime: Runtime | None = None, progre
             run.status, run.reason = "converged", reason
             break
     run.seconds = time.perf_counter() - t0
-    model.eval()
-    return run
+
+
+def _announce(run: Run, ticker: Ticker, on_epoch: Callable[[dict], None] | None) -> None:
+    """Tell the progress display and `on_epoch` about the epoch just recorded in run.history."""
+    last = run.history[-1]
+    event = {"kind": "epoch", "epoch": last["epoch"], "max_epochs": run.config.train.max_epochs,
+             "train_error": last.get("train_error"), "loss": last.get("loss"), "seconds": last["seconds"]}
+    ticker.done(f"epoch {event['epoch']}/≤{event['max_epochs']}, train err {event['train_error']:.3f}")
+    if on_epoch is not None:
+        on_epoch(event)

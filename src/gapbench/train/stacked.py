@@ -26,15 +26,16 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+from collections.abc import Callable
 
 import torch
 from torch import nn
-from tqdm import tqdm
 
 from ..config import RunConfig, Runtime
 from ..data.types import Dataset
 from ..errors import param_error
 from ..models import build_model
+from ..progress import PLAIN_INTERVAL_S, Ticker
 from ..trained import Run, seeded_source
 from .loop import fit, validate_train_config
 from .losses import Loss, get_loss
@@ -182,12 +183,15 @@ class StackedMLP:
 
 
 def fit_many(cfgs: list[RunConfig], datasets: Dataset | list[Dataset], *, runtime: Runtime | None = None,
-             progress: bool = False, stacked: bool = True) -> list[Run]:
+             progress: bool = False, stacked: bool = True,
+             on_epoch: Callable[[dict], None] | None = None) -> list[Run]:
     """Train every config in `cfgs` (model i on ``datasets[i].train``, or all on one Dataset).
 
     Uses one stacked model when :func:`stack_reason` allows it (and `stacked` is True); otherwise calls
     :func:`fit` for each config in turn. Returns the Runs in the order of `cfgs`; each Run's ``seconds`` is
     the wall-clock time of the whole stacked training, and ``extra['engine']`` says which path ran.
+    `progress` and `on_epoch` are fit()'s; a stacked epoch's event has 'training' (models still training)
+    and no 'train_error'.
     """
     runtime = runtime or Runtime()
     if isinstance(datasets, Dataset):
@@ -199,14 +203,16 @@ def fit_many(cfgs: list[RunConfig], datasets: Dataset | list[Dataset], *, runtim
         validate_train_config(c, "fit_many()")
     reason = stack_reason(cfgs, datasets) if stacked else "stacking disabled"
     if reason:
-        runs = [fit(c, d, runtime=runtime, progress=progress) for c, d in zip(cfgs, datasets, strict=True)]
+        runs = [fit(c, d, runtime=runtime, progress=progress, on_epoch=on_epoch)
+                for c, d in zip(cfgs, datasets, strict=True)]
         for r in runs:
             r.extra["not_stacked"] = reason
         return runs
-    return _fit_stacked(cfgs, datasets, runtime.device, progress)
+    return _fit_stacked(cfgs, datasets, runtime.device, progress, on_epoch)
 
 
-def _fit_stacked(cfgs: list[RunConfig], datasets: list[Dataset], device: str, progress: bool) -> list[Run]:
+def _fit_stacked(cfgs: list[RunConfig], datasets: list[Dataset], device: str, progress: bool,
+                 on_epoch: Callable[[dict], None] | None) -> list[Run]:
     tc, d0 = cfgs[0].train, datasets[0]
     models = [build_model(c.model, d0.input_shape, d0.num_classes).to(device) for c in cfgs]
     runs = [Run(model=m, init_state={k: v.detach().clone() for k, v in m.state_dict().items()}, config=c,
@@ -222,10 +228,9 @@ def _fit_stacked(cfgs: list[RunConfig], datasets: list[Dataset], device: str, pr
     gens = [torch.Generator().manual_seed(c.train.sgd_seed) for c in cfgs]
     active = torch.ones(len(cfgs), dtype=torch.bool)
     t0 = time.perf_counter()
-    epochs = range(tc.max_epochs + 1)
-    if progress:
-        epochs = tqdm(epochs, desc=f"fit_many x{len(cfgs)}", leave=False)
-    for epoch in epochs:
+    ticker = Ticker(tc.max_epochs + 1, f"fit_many x{len(cfgs)}", enabled=progress, every_s=PLAIN_INTERVAL_S,
+                    leave=False)
+    for epoch in range(tc.max_epochs + 1):
         if not bool(active.any()):
             break
         step_losses = None
@@ -237,6 +242,12 @@ def _fit_stacked(cfgs: list[RunConfig], datasets: list[Dataset], device: str, pr
         out = net.logits(xs)
         for i in active.nonzero().squeeze(1).tolist():
             _advance(runs[i], i, epoch, step_losses, out[i], ys[i], loss, t0, active)
+        event = {"kind": "epoch", "epoch": epoch, "max_epochs": tc.max_epochs, "training": int(active.sum()),
+                 "seconds": time.perf_counter() - t0}
+        ticker.done(f"epoch {epoch}/≤{tc.max_epochs}, {event['training']} of {len(cfgs)} models training")
+        if on_epoch is not None:
+            on_epoch(event)
+    ticker.close()
     net.write_back(models)
     for r in runs:
         r.seconds = time.perf_counter() - t0
