@@ -35,12 +35,19 @@ class Outcome:
     seconds: float = 0.0
     paths: dict[str, str] = field(default_factory=dict)
 
+    @property
+    def training_seconds(self) -> float:
+        """Wall-clock seconds the stored runs took when they were trained (and measured), whichever
+        invocation trained them: a rerun that reuses everything still reports the original cost."""
+        return sum(r.get("run_seconds") or 0.0 for r in self.table.rows)
+
     def summary(self) -> dict[str, Any]:
         return {"experiment": self.experiment, "preset": self.preset,
                 "claims": [c.as_dict() for c in self.claims], "slopes": self.slopes,
                 "runs_trained": self.runs_trained, "runs_reused": self.runs_reused,
                 "runs_failed": self.runs_failed, "runs_missing": self.missing,
-                "seconds": round(self.seconds, 2), "params": self.params, "outputs": self.paths}
+                "seconds": round(self.seconds, 2), "training_seconds": round(self.training_seconds, 2),
+                "params": self.params, "outputs": self.paths}
 
 
 def jobs_for(exp: Experiment, params: dict[str, Any]):
@@ -74,7 +81,7 @@ def rows_for(store, exp: Experiment, jobs) -> list[dict[str, Any]]:
         row: dict[str, Any] = {}
         flatten("hp", job.config.get("hp", {}), row)
         row.update({"signature": rec.signature, "status": rec.status, "reason": rec.reason,
-                    "checkpoint": getattr(rec, "checkpoint", None)})
+                    "checkpoint": getattr(rec, "checkpoint", None), "run_seconds": rec.seconds})
         row.update(rec.values)
         rows.append(row)
     return rows
