@@ -106,6 +106,7 @@ def plot(t, fig, p):
     standard = [r["test_error"] for r in t.rows if r["hp.mode"] == "standard"]
     if standard:
         ax2.axhline(float(np.median(standard)), color="k", lw=0.8, ls="--", label="test error, standard")
+    ax2.axhline(1.0, color="r", lw=1, ls="--", label="error = 1: a bound is vacuous above")
     ax2.set_yscale("log")
     ax2.set_xlabel("α")
     ax2.set_ylabel("error / bound")
