@@ -144,7 +144,12 @@ EXPERIMENT = register(Experiment(
     },
     points=points,
     job="gapbench.two_phase:two_phase_job",
-    claims=(Claim("accuracy_ratio", "two-phase ÷ standard test accuracy ≥ 0.998 at every α", _ratio_claim),
+    claims=(Claim("accuracy_ratio", "two-phase ÷ standard test accuracy ≥ 0.998 at every α", _ratio_claim,
+                  expected_not_held={
+                      "smoke": "a width-32 MLP trained 2 epochs on 300 points is far from converged; measured "
+                               "ratio 0.873 at α = 0.2 (phase 1 sees 60 points)",
+                      "paper": "measured on one H100 (README): median ratio 0.9967 at α = 0.05 and 0.1, below "
+                               "the 0.998 threshold; KKB report 0.999 … 1.0006"}),
             Claim("rigorous_bound_valid", "the rigorous bound is ≥ the test error", _bound_valid)),
     plot=plot,
     notes={"smoke": "tiny MLP, two α",

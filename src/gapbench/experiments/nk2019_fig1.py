@@ -99,6 +99,9 @@ PAPER = {"m": [2 ** k for k in range(7, 16)], "pairs": 1, "depth": 5, "width": 1
          "batch_size": 1, "loss": "sigmoid_ce", "gamma": 10.0, "margin_fraction": 0.99, "gamma_rule": "target",
          "max_epochs": 200, "pool_size": 55000, "replace": True, "augment_noise": 0.01, "n_test": 10000}
 
+PLUMBING = {"smoke": "the smoke preset is a plumbing check, not the phenomenon (preset note: 2 hidden layers of "
+                     "64, m = 32, 64); measured slopes −0.03 (Bartlett) and −0.04 (Neyshabur) there"}
+
 EXPERIMENT = register(Experiment(
     name="nk2019-fig1",
     paper="Nagarajan & Kolter 2019, Uniform convergence may be unable to explain generalization in deep learning",
@@ -120,9 +123,11 @@ EXPERIMENT = register(Experiment(
         Claim("dist_from_init_increases", "distance-from-init slope > 0",
               _slope_claim(lambda p: "dist_from_init_fro", +1, "must be > 0")),
         Claim("bartlett_increases", "Bartlett et al. complexity ÷ γ√m slope > 0",
-              _slope_claim(lambda p: _col(p, "bartlett2017_complexity"), +1, "must be > 0")),
+              _slope_claim(lambda p: _col(p, "bartlett2017_complexity"), +1, "must be > 0"),
+              expected_not_held=PLUMBING),
         Claim("neyshabur_increases", "Neyshabur et al. complexity ÷ γ√m slope > 0",
-              _slope_claim(lambda p: _col(p, "neyshabur2018_complexity"), +1, "must be > 0")),
+              _slope_claim(lambda p: _col(p, "neyshabur2018_complexity"), +1, "must be > 0"),
+              expected_not_held=PLUMBING),
         Claim("two_draws_within_3x", "‖W − W̃‖ within a factor 3 of ‖W − Z‖ at every m", _between_vs_init),
         Claim("stop_rule_reached", "every run reached the margin stop rule", _converged),
     ),

@@ -110,7 +110,9 @@ EXPERIMENT = register(Experiment(
     points=points,
     job="gapbench.slices:slices_job",
     claims=(Claim("complex_near_training_points", "label disagrees with the network's own large-scale "
-                  "(spherical) rule more often near training points than near test points", _complex_near_train),),
+                  "(spherical) rule more often near training points than near test points", _complex_near_train,
+                  expected_not_held={"smoke": "d = 50, width 100 (NK: d = 500, width 10,000); measured "
+                                              "disagreement near training points 0.30 vs 0.54 near test points"}),),
     plot=plot,
     notes={"smoke": "d = 50, width 100", "quick": "d = 200, width 1,000, m = 1,024",
            "demo": "as quick: d = 200, width 1,000, m = 1,024 (NK's blog settings are d = 500, width 10,000)",
