@@ -149,3 +149,18 @@ def test_slices_panels_have_axes_and_both_legends(tmp_path):
     assert {"training points", "test points"} <= set(labels)
     assert sum("class" in label for label in labels) == 2
     plt.close(fig)
+
+
+def test_caption_lines_fit_the_figure(linear_run):
+    from gapbench.report import CAPTION_CHARS, render_figure
+    _, first, _ = linear_run
+    exp = EXPERIMENTS.get("nk2019-linear").obj
+    long = Claim("long_detail", "x", lambda t, p: (True, 1.0, "a very long detail " * 30))
+    exp = dataclasses.replace(exp, claims=(long,))
+    outcome = dataclasses.replace(first, claims=[long.evaluate(first.table, first.params)])
+    fig = render_figure(exp, outcome)
+    caption = fig.texts[-1].get_text().splitlines()
+    assert max(map(len, caption)) <= CAPTION_CHARS and caption[0].startswith("nk2019-linear (smoke preset)")
+    assert caption[-2].startswith("HELD: long_detail") and caption[-1].startswith("    ")   # two lines, no more
+    assert caption[-1].endswith("...")
+    plt.close(fig)

@@ -25,6 +25,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 from .checkpoint import atomic_write_bytes  # noqa: E402
 
 
+CAPTION_CHARS = 170   # characters of 8 pt monospace across the 12-inch figure (about 4.8 pt each, 864 pt wide)
+
+
 def claim_lines(claims) -> list[str]:
     return [f"{'HELD' if c.held else 'NOT HELD'}: {c.name} ({_fmt(c.value)}; {c.detail})" for c in claims]
 
@@ -47,7 +50,9 @@ def render_figure(exp, outcome) -> plt.Figure:
     else:
         fig.text(0.5, 0.5, "no successful runs to plot", ha="center", va="center")
     caption = [f"{exp.name} ({outcome.preset} preset) - {exp.paper}, {exp.figure}"] + claim_lines(outcome.claims)
-    caption = [textwrap.shorten(line, 190, placeholder=" ...") for line in caption]
+    # at most two lines per claim, each as wide as the 12-inch figure holds at 8 pt monospace
+    caption = [part for line in caption for part in textwrap.wrap(line, CAPTION_CHARS, subsequent_indent="    ",
+                                                                   max_lines=2, placeholder=" ...")]
     fig.text(0.01, 0.005, "\n".join(caption), fontsize=8, va="bottom", family="monospace")
     fig.tight_layout(rect=(0, 0.02 + 0.022 * len(caption), 1, 1), w_pad=2.0, h_pad=1.5)
     return fig
