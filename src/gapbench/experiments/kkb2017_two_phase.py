@@ -148,6 +148,9 @@ EXPERIMENT = register(Experiment(
                   expected_not_held={
                       "smoke": "a width-32 MLP trained 2 epochs on 300 points is far from converged; measured "
                                "ratio 0.873 at α = 0.2 (phase 1 sees 60 points)",
+                      **dict.fromkeys(("quick", "demo"),
+                                      "the bias-free MLP on 5,000 points: measured ratio 0.973 at α = 0.05 … "
+                                      "0.982 at α = 0.5 (one seed) on the 2-core CPU"),
                       "paper": "measured on one H100 (README): median ratio 0.9967 at α = 0.05 and 0.1, below "
                                "the 0.998 threshold; KKB report 0.999 … 1.0006"}),
             Claim("rigorous_bound_valid", "the rigorous bound is ≥ the test error", _bound_valid)),
