@@ -51,7 +51,11 @@ def test_demo_writes_one_combined_report(tmp_path):
                     preset="smoke")
     page = path.read_text()
     assert path == tmp_path / "report.html" and page.count("data:image/png;base64,") == 2
-    assert re.search(r"<li>nk2019-linear: \d of 3 claims held</li>", page) and "<i>smoke</i> preset" in page
+    assert "<i>smoke</i> preset" in page
+    for name in ("nk2019-linear", "kkb2017-deep-paths"):      # the summary table links every section
+        assert re.search(rf"<tr><td><a href='#{name}'>{name}</a></td><td>smoke</td><td class='\w+'>\d/\d</td>",
+                         page) and f'<section id="{name}">' in page
+    assert page.count("<table class='params'>") == 2 and not re.search(r"<(h\d)[^>]*>\s*</\1>", page)
     assert (tmp_path / "nk2019-linear" / "summary.json").exists()
 
 

@@ -26,6 +26,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from .checkpoint import atomic_write_bytes  # noqa: E402
 
+CAPTION_CHARS = 170   # characters of 8 pt monospace across the 12-inch figure (about 4.8 pt each, 864 pt wide)
+
 
 def claim_lines(claims) -> list[str]:
     return [f"{'HELD' if c.held else 'NOT HELD'}: {c.name} ({_fmt(c.value)}; {c.detail})" for c in claims]
@@ -49,7 +51,9 @@ def render_figure(exp, outcome) -> plt.Figure:
     else:
         fig.text(0.5, 0.5, "no successful runs to plot", ha="center", va="center")
     caption = [f"{exp.name} ({outcome.preset} preset) - {exp.paper}, {exp.figure}"] + claim_lines(outcome.claims)
-    caption = [textwrap.shorten(line, 190, placeholder=" ...") for line in caption]
+    # at most two lines per claim, each as wide as the 12-inch figure holds at 8 pt monospace
+    caption = [part for line in caption for part in textwrap.wrap(line, CAPTION_CHARS, subsequent_indent="    ",
+                                                                   max_lines=2, placeholder=" ...")]
     fig.text(0.01, 0.005, "\n".join(caption), fontsize=8, va="bottom", family="monospace")
     fig.tight_layout(rect=(0, 0.02 + 0.022 * len(caption), 1, 1), w_pad=2.0, h_pad=1.5)
     return fig
@@ -112,7 +116,8 @@ def write_outputs(exp, outcome, exp_dir: Path) -> dict[str, str]:
     str_paths = {k: str(v) for k, v in paths.items()}
     outcome.paths = str_paths
     atomic_write_bytes(paths["summary"], json.dumps(outcome.summary(), indent=2, default=str).encode())
-    atomic_write_bytes(paths["report"], html_page(exp.name, [section(exp, outcome, png)]).encode())
+    atomic_write_bytes(paths["report"], html_page(exp.name, [section(exp, outcome, png)],
+                                                  summary_table([(exp, outcome)])).encode())
     return str_paths
 
 
@@ -122,8 +127,12 @@ def section(exp, outcome, png: bytes) -> str:
         f"<tr class='{'held' if c.held else 'not'}'><td>{'held' if c.held else 'NOT held'}</td>"
         f"<td>{html.escape(c.name)}</td><td>{_fmt(c.value)}</td><td>{html.escape(c.detail)}</td></tr>"
         for c in outcome.claims)
+    claims = (f"<h3>Claims</h3><table><tr><th>verdict</th><th>claim</th><th>value</th><th>detail</th></tr>{rows}"
+              "</table>" if rows else "")
     statistics = "".join(f"<tr><td>{html.escape(k)}</td><td>{_fmt(v)}</td></tr>"
                          for k, v in outcome.statistics.items())
+    statistics = (f"<h3>{html.escape(outcome.statistics_label)}</h3><table>{statistics}</table>"
+                  if statistics else "")
     note = exp.notes.get(outcome.preset, "")
     table = outcome.table
     cols = table.columns()
@@ -136,15 +145,74 @@ def section(exp, outcome, png: bytes) -> str:
 <p><b>{html.escape(exp.paper)}</b>, {html.escape(exp.figure)}. {html.escape(exp.summary)}</p>
 {f'<p class="note">Preset note: {html.escape(note)}</p>' if note else ''}
 <p>Runs: {outcome.runs_trained} trained, {outcome.runs_reused} reused, {outcome.runs_failed} failed,
-{outcome.missing} missing; {outcome.seconds:.1f} s.</p>
+{outcome.missing} missing; this invocation {duration(outcome.seconds)}, original training
+{duration(outcome.training_seconds)}.</p>
 <img src="data:image/png;base64,{base64.b64encode(png).decode()}" alt="{html.escape(exp.name)} figure">
-<h3>Claims</h3><table><tr><th>verdict</th><th>claim</th><th>value</th><th>detail</th></tr>{rows}</table>
-{f'<h3>{html.escape(outcome.statistics_label)}</h3><table>' + statistics + '</table>' if statistics else ''}
-<h3>Parameters</h3><pre>{html.escape(json.dumps(outcome.params, indent=1, default=str))}</pre>
+{claims}
+{statistics}
+<h3>Parameters</h3>{params_table(outcome.params)}
 <details><summary>Results ({len(table)} rows)</summary>
 <table><tr>{''.join(f'<th>{html.escape(c)}</th>' for c in cols)}</tr>
 {body}</table>{more}</details>
 </section>"""
+
+
+def duration(seconds: float) -> str:
+    """'23 s', '4 min 5 s', '1 h 02 min': how long something took, as a person reads it."""
+    seconds = max(0.0, float(seconds))
+    if seconds < 60:
+        return f"{seconds:.0f} s" if seconds >= 10 else f"{seconds:.1f} s"
+    minutes, secs = divmod(round(seconds), 60)
+    if minutes < 60:
+        return f"{minutes} min {secs} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
+
+
+def params_table(params: dict[str, Any]) -> str:
+    """Parameters as a two-column HTML table; lists joined by commas, nested dicts as key=value pairs."""
+    rows = "".join(f"<tr><td>{html.escape(str(k))}</td><td>{html.escape(_param_text(v))}</td></tr>"
+                   for k, v in params.items())
+    return f"<table class='params'><tr><th>parameter</th><th>value</th></tr>{rows}</table>"
+
+
+def _param_text(value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        return ", ".join(_param_text(v) for v in value)
+    if isinstance(value, dict):
+        return "; ".join(f"{k}={_param_text(v)}" for k, v in value.items()) or "(none)"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def expectation(exp, claim, preset: str) -> str:
+    """Whether a claim that did not hold was expected not to hold at this preset, and why."""
+    declared = next((c for c in exp.claims if c.name == claim.name), None)
+    reason = declared.expected_not_held.get(preset) if declared is not None else None
+    if reason:
+        return f"Expected at the {preset} preset: {reason}"
+    return f"Not expected at the {preset} preset."
+
+
+def summary_table(outcomes: list[tuple[Any, Any]]) -> str:
+    """The top-of-report table: one row per experiment, linked to its section, then each NOT-held claim in
+    red with its detail and whether it is expected at that preset."""
+    rows, misses = [], []
+    for exp, o in outcomes:
+        held = sum(c.held for c in o.claims)
+        verdict = "held" if held == len(o.claims) else "not"
+        rows.append(f"<tr><td><a href='#{html.escape(exp.name)}'>{html.escape(exp.name)}</a></td>"
+                    f"<td>{html.escape(o.preset)}</td><td class='{verdict}'>{held}/{len(o.claims)}</td>"
+                    f"<td>{duration(o.seconds)}</td><td>{duration(o.training_seconds)}</td>"
+                    f"<td>{o.runs_trained} / {o.runs_reused} / {o.runs_failed}</td></tr>")
+        misses += [f"<li class='not'><a href='#{html.escape(exp.name)}'>{html.escape(exp.name)}</a>: "
+                   f"<b>{html.escape(c.name)}</b> NOT held ({_fmt(c.value)}; {html.escape(c.detail)}). "
+                   f"{html.escape(expectation(exp, c, o.preset))}</li>" for c in o.claims if not c.held]
+    head = ("<tr><th>experiment</th><th>preset</th><th>claims held</th><th>this invocation</th>"
+            "<th>original training</th><th>models trained / reused / failed</th></tr>")
+    listing = f"<ul class='misses'>{''.join(misses)}</ul>" if misses else ""
+    return f"<table class='summary'>{head}{''.join(rows)}</table>{listing}"
 
 
 def html_page(title: str, sections: list[str], intro: str = "") -> str:
@@ -153,7 +221,8 @@ def html_page(title: str, sections: list[str], intro: str = "") -> str:
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>gapbench: {html.escape(title)}</title>
 <style>body{{font-family:sans-serif;max-width:1200px;margin:auto;padding:1em}}table{{border-collapse:collapse;
 font-size:12px}}td,th{{border:1px solid #ccc;padding:2px 6px}}tr.held td:first-child{{background:#cfc}}
-tr.not td:first-child{{background:#fcc}}img{{max-width:100%}}.note{{background:#ffd;padding:4px}}
+tr.not td:first-child{{background:#fcc}}td.held{{background:#cfc}}td.not{{background:#fcc}}
+li.not{{color:#b00000}}img{{max-width:100%}}.note{{background:#ffd;padding:4px}}
 details{{overflow-x:auto}}</style></head><body><h1>gapbench report: {html.escape(title)}</h1>{intro}
 {''.join(sections)}
 <footer><hr><small>gapbench {html.escape(str(prov.get('gapbench')))}, git {html.escape(str(prov.get('git_sha')))},
@@ -167,5 +236,6 @@ def write_combined(outcomes: list[tuple[Any, Any]], path: Path, title: str, intr
         fig = render_figure(exp, outcome)
         sections.append(section(exp, outcome, figure_bytes(fig, "png")))
         plt.close(fig)
+    intro += summary_table(outcomes)
     atomic_write_bytes(Path(path), html_page(title, sections, intro).encode())
     return Path(path)

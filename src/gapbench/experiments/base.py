@@ -33,11 +33,15 @@ class ClaimResult:
 
 @dataclass(frozen=True)
 class Claim:
-    """A machine-checkable statement from the paper. `check(table, params)` returns (held, value, detail)."""
+    """A machine-checkable statement from the paper. `check(table, params)` returns (held, value, detail).
+
+    `expected_not_held` maps a preset to why the claim is known not to hold there (a measured fact about
+    that preset, shown next to the verdict in the report); presets absent from it are expected to hold."""
 
     name: str
     text: str
     check: Callable[[Table, Mapping[str, Any]], tuple[bool, float | None, str]]
+    expected_not_held: Mapping[str, str] = field(default_factory=dict)
 
     def evaluate(self, table: Table, params: Mapping[str, Any]) -> ClaimResult:
         if len(table.ok()) == 0:

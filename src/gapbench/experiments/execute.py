@@ -54,6 +54,12 @@ class Outcome:
     def partial(self) -> bool:
         return self.models_ok < self.models_total
 
+    @property
+    def training_seconds(self) -> float:
+        """Wall-clock seconds the stored runs took when they were trained (and measured), whichever
+        invocation trained them: a rerun that reuses everything still reports the original cost."""
+        return sum(r.get("run_seconds") or 0.0 for r in self.table.rows)
+
     def summary(self) -> dict[str, Any]:
         return {"experiment": self.experiment, "preset": self.preset,
                 "claims": [c.as_dict() for c in self.claims], "statistics": self.statistics,
@@ -61,8 +67,8 @@ class Outcome:
                 "runs_trained": self.runs_trained, "runs_reused": self.runs_reused,
                 "runs_failed": self.runs_failed, "runs_missing": self.missing,
                 "models_ok": self.models_ok, "models_total": self.models_total,
-                "seconds": round(self.seconds, 2), "params": self.params, "outputs": self.paths,
-                "notes": self.notes}
+                "seconds": round(self.seconds, 2), "training_seconds": round(self.training_seconds, 2),
+                "params": self.params, "outputs": self.paths, "notes": self.notes}
 
 
 def jobs_for(exp: Experiment, params: dict[str, Any]):
@@ -96,7 +102,7 @@ def rows_for(store, exp: Experiment, jobs) -> list[dict[str, Any]]:
         row: dict[str, Any] = {}
         flatten("hp", job.config.get("hp", {}), row)
         row.update({"signature": rec.signature, "status": rec.status, "reason": rec.reason,
-                    "checkpoint": rec.checkpoint})
+                    "checkpoint": rec.checkpoint, "run_seconds": rec.seconds})
         row.update(model_signatures(job.config))
         row.update(rec.values)
         rows.append(row)

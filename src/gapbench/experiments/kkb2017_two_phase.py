@@ -130,6 +130,7 @@ def plot(t, fig, p):
     standard = [r["test_error"] for r in t.rows if r["hp.mode"] == "standard"]
     if standard:
         ax2.axhline(float(np.median(standard)), color="k", lw=0.8, ls="--", label="test error, standard")
+    ax2.axhline(1.0, color="r", lw=1, ls="--", label="error = 1: a bound is vacuous above")
     ax2.set_yscale("log")
     ax2.set_xlabel("α")
     ax2.set_ylabel("error / bound")
@@ -208,7 +209,15 @@ EXPERIMENT = register(Experiment(
     },
     points=points,
     job=two_phase_job,
-    claims=(Claim("accuracy_ratio", "two-phase ÷ standard test accuracy ≥ 0.998 at every α", _ratio_claim),
+    claims=(Claim("accuracy_ratio", "two-phase ÷ standard test accuracy ≥ 0.998 at every α", _ratio_claim,
+                  expected_not_held={
+                      "smoke": "a width-32 MLP trained 2 epochs on 300 points is far from converged; measured "
+                               "ratio 0.873 at α = 0.2 (phase 1 sees 60 points)",
+                      **dict.fromkeys(("quick", "demo"),
+                                      "the bias-free MLP on 5,000 points: measured ratio 0.973 at α = 0.05 … "
+                                      "0.982 at α = 0.5 (one seed) on the 2-core CPU"),
+                      "paper": "measured on one H100 (README): median ratio 0.9967 at α = 0.05 and 0.1, below "
+                               "the 0.998 threshold; KKB report 0.999 … 1.0006"}),
             Claim("rigorous_bound_valid", "the rigorous bound is ≥ the test error", _bound_valid)),
     plot=plot,
     notes={"smoke": "tiny MLP, two α",

@@ -106,6 +106,8 @@ SPEC = {"m": count(many=True), "pairs": count(), "depth": count(0), "width": cou
         "gamma": positive(), "margin_fraction": fraction(low_open=True),
         "gamma_rule": choice("target", "median"), "max_epochs": count(), "n_test": count(), "pool_size": count(),
         "replace": flag(), "augment_noise": nonnegative()}
+PLUMBING = {"smoke": "the smoke preset is a plumbing check, not the phenomenon (preset note: 2 hidden layers of "
+                     "64, m = 32, 64); measured slopes −0.03 (Bartlett) and −0.04 (Neyshabur) there"}
 
 EXPERIMENT = register(Experiment(
     spec=SPEC,
@@ -129,9 +131,11 @@ EXPERIMENT = register(Experiment(
         Claim("dist_from_init_increases", "distance-from-init slope > 0",
               _slope_claim(lambda p: "dist_from_init_fro", +1, "must be > 0")),
         Claim("bartlett_increases", "Bartlett et al. complexity ÷ γ√m slope > 0",
-              _slope_claim(lambda p: _col(p, "bartlett2017_complexity"), +1, "must be > 0")),
+              _slope_claim(lambda p: _col(p, "bartlett2017_complexity"), +1, "must be > 0"),
+              expected_not_held=PLUMBING),
         Claim("neyshabur_increases", "Neyshabur et al. complexity ÷ γ√m slope > 0",
-              _slope_claim(lambda p: _col(p, "neyshabur2018_complexity"), +1, "must be > 0")),
+              _slope_claim(lambda p: _col(p, "neyshabur2018_complexity"), +1, "must be > 0"),
+              expected_not_held=PLUMBING),
         Claim("two_draws_within_3x", "‖W − W̃‖ within a factor 3 of ‖W − Z‖ at every m", _between_vs_init),
         Claim("stop_rule_reached", "every run reached the margin stop rule", _converged),
     ),

@@ -8,8 +8,11 @@ from .table import Table, loglog_slope
 
 
 def loglog_panel(ax, table: Table, x: str, ys: list[tuple[str, str]], *, title: str, ylabel: str,
-                 logy: bool = True) -> None:
-    """Scatter every run, draw the per-x median line, and put the fitted log-log slope in the legend."""
+                 logy: bool = True, styles: dict[str, dict] | None = None) -> None:
+    """Scatter every run, draw the per-x median line, and put the fitted log-log slope in the legend.
+
+    `styles` maps a column to extra ax.plot keywords for its median (e.g. markers only, so that two curves
+    that coincide stay visible)."""
     for column, label in ys:
         xs_all = np.array([r.get(x) for r in table.rows if r.get(column) is not None], float)
         ys_all = np.array([r.get(column) for r in table.rows if r.get(column) is not None], float)
@@ -18,7 +21,7 @@ def loglog_panel(ax, table: Table, x: str, ys: list[tuple[str, str]], *, title: 
             continue
         slope = loglog_slope(xs, med) if logy else float("nan")
         text = f"{label} (slope {slope:+.2f})" if np.isfinite(slope) else label
-        line, = ax.plot(xs, med, marker="o", label=text)
+        line, = ax.plot(xs, med, **{"marker": "o", **(styles or {}).get(column, {})}, label=text)
         ax.scatter(xs_all, ys_all, s=8, alpha=0.35, color=line.get_color())
     ax.set_xscale("log", base=2)
     if logy:
