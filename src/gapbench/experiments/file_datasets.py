@@ -5,6 +5,9 @@ and ``dataset=cifar10`` (50,000 / 10,000 images of 3×32×32): their MLPs and li
 and the CNN of kkb2017-two-phase reads the channels and side length from the data (models.cnn). A preset
 size the chosen dataset cannot supply (fig1's pool of 55,000, 60,000 training points on CIFAR-10) is refused
 in points(), before anything is trained, naming the parameter. The loader checks the files on disk again.
+Constants that are protocol choices rather than sizes stay as the presets set them: kkb2017-two-phase's paper
+preset normalizes with MNIST's mean and std (0.1307, 0.3081); on another dataset pass its own with --set
+normalize=[mean,std] (or null for raw pixels).
 
 The table is literal rather than read from the data registry: importing gapbench.data loads torch, and the
 experiment modules stay importable without it (tests check the two agree).
