@@ -38,6 +38,17 @@ def test_cnn_forward():
     assert model(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
 
 
+@pytest.mark.parametrize("shape, padding, side", [((1, 28, 28), "same", 7), ((1, 28, 28), "valid", 4),
+                                                  ((3, 32, 32), "same", 8), ((3, 32, 32), "valid", 5)])
+def test_cnn_takes_mnist_and_cifar10_shapes(shape, padding, side):
+    """Side after two (5x5 conv, 2x2 pool) blocks, by hand: same 28->14->7, 32->16->8; valid 28->24->12->8->4,
+    32->28->14->10->5."""
+    cfg = ModelConfig(arch="cnn", width=2, options={"fc_width": 8, "conv2_width": 3, "padding": padding})
+    model = build_model(cfg, shape, 10)
+    assert model[0].in_channels == shape[0] and model[7].in_features == 3 * side * side
+    assert model(torch.zeros(2, *shape)).shape == (2, 10)
+
+
 def test_bad_arch_and_init_messages():
     with pytest.raises(GapbenchError, match="Unknown architecture 'mpl'. Did you mean 'mlp'"):
         build_model(ModelConfig(arch="mpl"), (4,), 2)

@@ -11,14 +11,16 @@ from __future__ import annotations
 from ..config import DataConfig, ModelConfig, RunConfig, TrainConfig, to_dict
 from . import register
 from .base import Claim, Experiment
+from .file_datasets import check_sizes, dataset_param
 from .jobs import train_measure
-from .params import count, mapping, positive, text
+from .params import count, mapping, positive
 from .plotting import loglog_panel
 from .quantities import DecompositionSpec, quantities_json
 from .table import slope_of
 
 
 def points(p):
+    check_sizes(p, "kkb2017-deep-paths", train=("m",), test=("n_population",))   # no replacement: m <= file
     out = []
     for m in p["m"]:
         for seed in range(p["seeds"]):
@@ -63,7 +65,8 @@ def slopes(t):
 MNIST = {"dataset": "mnist", "data_options": {}, "depth": 2, "width": 64, "lr": 0.01, "batch_size": 32,
          "max_epochs": 30, "n_population": 2000, "seeds": 1, "m": [100, 200, 400, 800]}
 
-SPEC = {"dataset": text(), "data_options": mapping(), "depth": count(0), "width": count(), "lr": positive(),
+SPEC = {"dataset": dataset_param("hypersphere", "nk_linear"),  # file datasets (file_datasets.py) or generated
+        "data_options": mapping(), "depth": count(0), "width": count(), "lr": positive(),
         "batch_size": count(), "max_epochs": count(), "n_population": count(), "seeds": count(),
         "m": count(many=True)}
 

@@ -13,19 +13,33 @@ from ..errors import ConfigError
 from . import register
 from .analysis_jobs import memorization_job
 from .base import Claim, Experiment
-from .params import choice, count, fraction, nonnegative, text
+from .file_datasets import FILE_DATASETS, check_sizes, dataset_param, hp_dataset
+from .params import choice, count, fraction, nonnegative
 
 
 def points(p):
-    if p["d_features"] <= p["n_train"] + p["n_test"]:   # else no direction is orthogonal to every feature vector
-        raise ConfigError(f"The 'd_features' parameter of kkb2017-linear-memorization must exceed n_train + n_test "
-                          f"= {p['n_train'] + p['n_test']} (the added direction must be orthogonal to every "
-                          f"training and test feature vector). Got {p['d_features']}. Fix: --set "
-                          f"d_features={2 * (p['n_train'] + p['n_test'])}")
+    check_sizes(p, "kkb2017-linear-memorization", train=("n_train",), test=("n_test",))
+    _check_feature_dim(p)
     return [{"data": {"name": p["dataset"]},
              "hp": {"features": p["features"], "d_features": p["d_features"], "n_train": p["n_train"],
-                    "n_test": p["n_test"], "label_noise": q, "c": c, "seed": s}}
+                    "n_test": p["n_test"], "label_noise": q, "c": c, "seed": s, **hp_dataset(p)}}
             for q in p["label_noise"] for c in p["c"] for s in range(p["seeds"])]
+
+
+def _check_feature_dim(p):
+    """The added direction must be orthogonal to every training and test feature vector: d_φ > n_train + n_test.
+    d_φ is d_features for random ReLU features, the dataset's pixel count (784, or 3,072 for CIFAR-10) for pixels."""
+    n = p["n_train"] + p["n_test"]
+    if p["features"] == "pixels" and FILE_DATASETS[p["dataset"]].input_dim <= n:
+        raise ConfigError(f"The 'features' parameter of kkb2017-linear-memorization cannot be 'pixels' with "
+                          f"n_train + n_test = {n}: dataset '{p['dataset']}' has only "
+                          f"{FILE_DATASETS[p['dataset']].input_dim} pixels, and the added direction must be "
+                          f"orthogonal to every training and test image. Fix: --set features=random_relu, or "
+                          f"lower n_train + n_test below {FILE_DATASETS[p['dataset']].input_dim}.")
+    if p["features"] == "random_relu" and p["d_features"] <= n:
+        raise ConfigError(f"The 'd_features' parameter of kkb2017-linear-memorization must exceed n_train + n_test "
+                          f"= {n} (the added direction must be orthogonal to every training and test feature "
+                          f"vector). Got {p['d_features']}. Fix: --set d_features={2 * n}")
 
 
 def _groups(t):
@@ -78,7 +92,7 @@ def plot(t, fig, p):
 BASE = {"dataset": "mnist", "features": "random_relu", "c": [0.0, 1.0, 1e2, 1e4, 1e6, 1e8],
         "label_noise": [0.0, 0.5, 1.0]}
 
-SPEC = {"dataset": text(), "features": choice("random_relu", "pixels"), "c": nonnegative(many=True),
+SPEC = {"dataset": dataset_param(), "features": choice("random_relu", "pixels"), "c": nonnegative(many=True),
         "label_noise": fraction(many=True), "d_features": count(), "n_train": count(), "n_test": count(),
         "seeds": count()}
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 from ..config import DataConfig, ModelConfig, RunConfig, TrainConfig, to_dict
 from . import register
 from .base import Claim, Experiment
+from .file_datasets import check_sizes, dataset_param, hp_dataset
 from .jobs import train_measure
 from .params import count, fraction, positive
 from .quantities import BoundSpec, MeasureSpec, quantities_json
@@ -15,6 +16,7 @@ NORMS = ("spectral_product", "frobenius_product", "path_norm_l2", "dist_from_ini
 
 
 def points(p):
+    check_sizes(p, "kkb2017-random-labels", train=("n_train", "n_val"), test=("n_test",))
     family = len(p["label_noise"]) * p["seeds"]
     quantities = quantities_json([BoundSpec("heldout_binomial", split="val", params={"family_size": family},
                                             delta=0.05)] + [MeasureSpec(n) for n in NORMS])
@@ -22,13 +24,13 @@ def points(p):
     for noise in p["label_noise"]:
         for seed in range(p["seeds"]):
             run = RunConfig(
-                data=DataConfig(name="mnist", n_train=p["n_train"], n_val=p["n_val"], label_noise=noise,
+                data=DataConfig(name=p["dataset"], n_train=p["n_train"], n_val=p["n_val"], label_noise=noise,
                                 subset_seed=seed, label_seed=seed, n_test=p["n_test"]),
                 model=ModelConfig(arch="mlp", depth=p["depth"], width=p["width"], bias=True, init_seed=seed),
                 train=TrainConfig(loss="softmax_ce", lr=p["lr"], momentum=p["momentum"], batch_size=p["batch_size"],
                                   max_epochs=p["max_epochs"], stop="train_error", error_threshold=0.0,
                                   sgd_seed=seed))
-            out.append({"hp": {"label_noise": noise, "seed": seed, "family_size": family},
+            out.append({"hp": {"label_noise": noise, "seed": seed, "family_size": family, **hp_dataset(p)},
                         "run": to_dict(run), "quantities": quantities})
     return out
 
@@ -76,10 +78,12 @@ def plot(t, fig, p):
     ax2.grid(True, alpha=0.3)
 
 
-BASE = {"label_noise": [0.0, 0.2, 0.5, 0.8, 1.0], "seeds": 1, "n_val": 10000, "n_test": 10000, "depth": 2,
+BASE = {"dataset": "mnist",
+        "label_noise": [0.0, 0.2, 0.5, 0.8, 1.0], "seeds": 1, "n_val": 10000, "n_test": 10000, "depth": 2,
         "width": 512, "lr": 0.05, "momentum": 0.9, "batch_size": 64, "max_epochs": 200}
 
-SPEC = {"label_noise": fraction(many=True), "seeds": count(), "n_train": count(), "n_val": count(),
+SPEC = {"dataset": dataset_param(),  # file_datasets.py
+        "label_noise": fraction(many=True), "seeds": count(), "n_train": count(), "n_val": count(),
         "n_test": count(), "depth": count(0), "width": count(), "lr": positive(), "momentum": fraction(high_open=True),
         "batch_size": count(), "max_epochs": count()}
 

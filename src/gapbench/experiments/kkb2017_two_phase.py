@@ -18,13 +18,15 @@ from ..errors import ConfigError
 from . import register
 from .analysis_jobs import two_phase_job
 from .base import Claim, Experiment
-from .params import Param, choice, count, flag, fraction, nonnegative, positive, text
+from .file_datasets import check_sizes, dataset_param, hp_dataset
+from .params import Param, choice, count, flag, fraction, nonnegative, positive
 
 MODES = ("standard", "two_phase", "last_layer")
 PAPER_MNIST_RATIO = (0.999, 1.0006)   # KKB v5 §5.3.1: two-phase ÷ standard test accuracy on MNIST, every α
 
 
 def points(p):
+    check_sizes(p, "kkb2017-two-phase", train=("n_train",), test=("n_test",))
     empty = [alpha for alpha in p["alpha"] if round(alpha * p["n_train"]) < 1]   # two_phase.py rounds the same way
     if empty:
         raise ConfigError(f"The 'alpha' parameter of experiment 'kkb2017-two-phase' must leave phase 1 at least "
@@ -40,7 +42,7 @@ def points(p):
                               max_epochs=p["epochs"], stop="epochs", sgd_seed=seed))
         # The baseline's hp hold only what changes it, so every phase-1 budget and bound setting shares one
         # stored standard run per seed (and compares against the very same model).
-        common = {"seed": seed, "epochs": p["epochs"], **_protocol(p, SHARED_PROTOCOL)}
+        common = {"seed": seed, "epochs": p["epochs"], **_protocol(p, SHARED_PROTOCOL), **hp_dataset(p)}
         two_phase = {**common, **_protocol(p, TWO_PHASE_PROTOCOL), "phase1_budget": p["phase1_budget"],
                      "n_population": p["n_population"],
                      "theorem8_max_paths": p["theorem8_max_paths"],
@@ -151,7 +153,7 @@ MLP = {"dataset": "mnist", "arch": "mlp", "depth": 2, "width": 256, "bias": Fals
        # above it, valid upper bounds from |z̃_p| ≤ ‖x‖_∞ (see bounds/theorem8.py). Enumeration is slow on CPU.
        "theorem8_max_paths": 100_000}
 
-SPEC = {"dataset": text(), "arch": choice("mlp", "cnn"), "depth": count(0), "width": count(), "bias": flag(),
+SPEC = {"dataset": dataset_param(), "arch": choice("mlp", "cnn"), "depth": count(0), "width": count(), "bias": flag(),
         "fc_width": count(0), "dropout": fraction(high_open=True), "lr": positive(),
         "momentum": fraction(high_open=True), "batch_size": count(), "epochs": count(),
         "phase1_budget": choice("epochs", "steps"), "n_train": count(), "n_test": count(), "n_population": count(),

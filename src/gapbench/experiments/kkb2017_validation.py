@@ -17,6 +17,7 @@ from scipy.stats import kendalltau
 from ..config import DataConfig, ModelConfig, RunConfig, TrainConfig, to_dict
 from . import register
 from .base import Claim, Experiment
+from .file_datasets import check_sizes, dataset_param, hp_dataset
 from .jobs import train_measure
 from .params import count, fraction, positive
 from .quantities import BoundSpec, MeasureSpec, quantities_json
@@ -39,19 +40,20 @@ def _bounds(family: int, suffix: str) -> list[BoundSpec]:
 
 
 def points(p):
+    check_sizes(p, "kkb2017-validation", train=("n_train", "n_val"), test=("n_test",))
     grid = _grid(p)
     family = len(grid)
     quantities = quantities_json(_bounds(family, "") + _bounds(BIG_FAMILY, "_F1e9") + [MeasureSpec(n) for n in NORMS])
     configs = []
     for width, depth, lr, epochs, noise in grid:
         run = RunConfig(
-            data=DataConfig(name="mnist", n_train=p["n_train"], n_val=p["n_val"], label_noise=noise,
+            data=DataConfig(name=p["dataset"], n_train=p["n_train"], n_val=p["n_val"], label_noise=noise,
                             subset_seed=p["seed"], label_seed=p["seed"], n_test=p["n_test"]),
             model=ModelConfig(arch="mlp", depth=depth, width=width, bias=True, init_seed=p["seed"]),
             train=TrainConfig(loss="softmax_ce", lr=lr, momentum=p["momentum"], batch_size=p["batch_size"],
                               max_epochs=epochs, stop="epochs", sgd_seed=p["seed"]))
         configs.append({"hp": {"width": width, "depth": depth, "lr": lr, "epochs": epochs, "label_noise": noise,
-                               "family_size": family, "n_val": p["n_val"]},
+                               "family_size": family, "n_val": p["n_val"], **hp_dataset(p)},
                         "run": to_dict(run), "quantities": quantities})
     return configs
 
@@ -110,9 +112,11 @@ def plot(t, fig, p):
     ax2.axvline(0, color="k", lw=0.5)
 
 
-BASE = {"n_val": 10000, "n_test": 10000, "seed": 0, "momentum": 0.9, "batch_size": 64, "label_noise": [0.0, 0.5, 1.0]}
+BASE = {"dataset": "mnist",
+        "n_val": 10000, "n_test": 10000, "seed": 0, "momentum": 0.9, "batch_size": 64, "label_noise": [0.0, 0.5, 1.0]}
 
-SPEC = {"n_train": count(), "n_val": count(), "n_test": count(), "seed": count(0), "momentum": fraction(high_open=True),
+SPEC = {"dataset": dataset_param(),  # file_datasets.py
+        "n_train": count(), "n_val": count(), "n_test": count(), "seed": count(0), "momentum": fraction(high_open=True),
         "batch_size": count(), "label_noise": fraction(many=True), "width": count(many=True),
         "depth": count(0, many=True), "lr": positive(many=True), "epochs": count(many=True)}
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 from ..config import DataConfig, ModelConfig, RunConfig, TrainConfig, to_dict
 from . import register
 from .base import Claim, Experiment
+from .file_datasets import check_sizes, dataset_param, hp_dataset
 from .jobs import train_pair
 from .params import choice, count, flag, fraction, nonnegative, positive
 from .plotting import loglog_panel
@@ -25,7 +26,7 @@ COMPLEXITIES = ("bartlett2017_complexity", "neyshabur2018_complexity")
 
 def run_config(p, m: int, pair: int) -> RunConfig:
     return RunConfig(
-        data=DataConfig(name="mnist", n_train=m, pool_size=p["pool_size"], replace=p["replace"],
+        data=DataConfig(name=p["dataset"], n_train=m, pool_size=p["pool_size"], replace=p["replace"],
                         augment_noise=p["augment_noise"], subset_seed=2 * pair, n_test=p["n_test"]),
         model=ModelConfig(arch="mlp", depth=p["depth"], width=p["width"], bias=False, init="glorot_uniform",
                           init_seed=pair),
@@ -46,8 +47,9 @@ def quantities(p, m: int) -> list[QuantitySpec]:
 
 
 def points(p):
+    check_sizes(p, "nk2019-fig1", train=("pool_size",), test=("n_test",))   # m may exceed the pool (replace)
     return [{"hp": {"n_train": m, "pair": pair, "batch_size": p["batch_size"], "loss": p["loss"],
-                    "depth": p["depth"], "width": p["width"], "gamma": p["gamma"]},
+                    "depth": p["depth"], "width": p["width"], "gamma": p["gamma"], **hp_dataset(p)},
              "run": to_dict(run_config(p, m, pair)), "pair_subset_seed": 2 * pair + 1,
              "quantities": quantities_json(quantities(p, m))}
             for m in p["m"] for pair in range(p["pairs"])]
@@ -97,11 +99,12 @@ def slopes(t):
     return {c: slope_of(t, "hp.n_train", c) for c in cols}
 
 
-PAPER = {"m": [2 ** k for k in range(7, 16)], "pairs": 1, "depth": 5, "width": 1024, "lr": 0.1,
+PAPER = {"dataset": "mnist", "m": [2 ** k for k in range(7, 16)], "pairs": 1, "depth": 5, "width": 1024, "lr": 0.1,
          "batch_size": 1, "loss": "sigmoid_ce", "gamma": 10.0, "margin_fraction": 0.99, "gamma_rule": "target",
          "max_epochs": 200, "pool_size": 55000, "replace": True, "augment_noise": 0.01, "n_test": 10000}
 
-SPEC = {"m": count(many=True), "pairs": count(), "depth": count(0), "width": count(), "lr": positive(),
+SPEC = {"dataset": dataset_param(),  # file_datasets.py
+        "m": count(many=True), "pairs": count(), "depth": count(0), "width": count(), "lr": positive(),
         "batch_size": count(), "loss": choice("softmax_ce", "sigmoid_ce", "squared"),  # train.LOSSES (no torch here)
         "gamma": positive(), "margin_fraction": fraction(low_open=True),
         "gamma_rule": choice("target", "median"), "max_epochs": count(), "n_test": count(), "pool_size": count(),
