@@ -1,16 +1,16 @@
-"""Slow, obviously correct references for gapbench.slices: every point goes through the whole network in
+"""Slow, obviously correct references for gapbench.analysis.slices: every point goes through the whole network in
 float64, one radius at a time (the implementation `fitted_threshold` had before the ray factorization)."""
 
 import copy
 
 import torch
 
-from gapbench.slices import predicted_label
+from gapbench.analysis.slices import predicted_label
 
 
 def fitted_threshold_reference(model, dim, r_inner, r_outer, n_dirs=2000, n_radii=241, seed=0):
     """τ minimizing the disagreements of 1[‖x‖ > τ] with the network's labels at x = r·u (see
-    gapbench.slices.fitted_threshold), every label from a full float64 forward pass of r·u."""
+    gapbench.analysis.slices.fitted_threshold), every label from a full float64 forward pass of r·u."""
     model = copy.deepcopy(model).double()
     gen = torch.Generator().manual_seed(seed)
     gap = r_outer - r_inner

@@ -1,7 +1,7 @@
 """Job functions and writers for tests/test_sweep.py and tests/test_store.py.
 
 They live in their own module (not a test file) so that worker processes started by forkserver or spawn
-import them by name as 'sweep_jobs:<function>' (the tests directory is on sys.path under pytest, and the
+unpickle them by reference as sweep_jobs.<function> (the tests directory is on sys.path under pytest, and the
 kill -9 test puts it on PYTHONPATH).
 """
 
@@ -57,11 +57,11 @@ def not_a_result(config: dict, runtime, out_dir: Path) -> dict:
 
 
 def jobs(fn: str, xs, experiment: str = "exp", **extra) -> list[Job]:
-    """One Job per x with config {'x': x, **extra}, signed by config.signature of the config."""
+    """One Job of sweep_jobs.<fn> per x with config {'x': x, **extra}, signed by config.signature of the config."""
     out = []
     for x in xs:
         config = {"x": x, **extra}
-        out.append(Job(experiment, signature(config), config, f"sweep_jobs:{fn}"))
+        out.append(Job(experiment, signature(config), config, globals()[fn]))
     return out
 
 

@@ -176,7 +176,7 @@ def test_error_messages():
     model = ref.argmax_model()
     with pytest.raises(
         GapbenchError,
-        match=r"The 'delta' parameter of bound\(\) must be a float in \(0, 1\)\. "
+        match=r"The 'delta' parameter of heldout_binomial\(\) must be a float in \(0, 1\)\. "
         r"Got 1\.5 instead\.",
     ):
         bound("heldout_binomial", model, (x, y), delta=1.5)
@@ -271,8 +271,12 @@ def test_pacbayes_kl_is_deterministic_pure_and_consistent():
 def test_pacbayes_errors():
     model = ref.argmax_model()
     x, y = labelled(20, 2)
-    with pytest.raises(GapbenchError, match=r"The 'init' parameter of pacbayes_kl\(\) must be"):
-        bound("pacbayes_kl", model, (x, y), delta=0.05)
+    with pytest.raises(GapbenchError, match=r"The 'init' parameter of bound\('pacbayes_kl'\) must be the initial "
+                       r"weights .* Got None instead\. 'pacbayes_kl' is computed against the initialization"):
+        bound("pacbayes_kl", model, (x, y), delta=0.05)          # its registry needs say 'init'
+    with pytest.raises(GapbenchError, match=r"The 'init' parameter of pacbayes_kl\(\) must be a Run, an nn.Module "
+                       r"or a state_dict\. Got 'NoneType' instead"):
+        pacbayes_kl(model, (x, y), delta=0.05, init=None)       # called directly
     with pytest.raises(GapbenchError, match=r"The 'delta_mc' parameter of pacbayes_kl\(\) must be a float in "
                        r"\(0, delta\) = \(0, 0.05\).*Got 0.05 instead\. The PAC-Bayes step gets delta − delta_mc"):
         bound("pacbayes_kl", model, (x, y), delta=0.05, init=model, delta_mc=0.05)
@@ -413,3 +417,17 @@ def test_bartlett2017_refuses_other_architectures():
     tanh_net = nn.Sequential(nn.Linear(2, 3, bias=False), nn.Tanh(), nn.Linear(3, 2, bias=False))
     with pytest.raises(GapbenchError, match=r"fully connected ReLU networks only; module '1' is a Tanh"):
         bartlett2017(tanh_net, (x, y), delta=0.05)
+
+
+@pytest.mark.parametrize("name", BOUNDS.names())
+def test_every_bound_checks_delta_itself(name):
+    """bound() leaves δ to the bound function (checked once): each must refuse a δ outside (0, 1)."""
+    from gapbench.analysis.deep_paths import TwoPhaseNet
+    from gapbench.models import mlp
+    x, y = labelled(20, 2)
+    split = Split(x, y, torch.arange(20), "train", "val", pool="p")
+    net = TwoPhaseNet.from_model(mlp(x.shape[1], 2, 1, 3, bias=False))
+    model = net if name == "kkb2017_theorem8" else ref.argmax_model()
+    extra = {"init": model} if "init" in BOUNDS.get(name).needs else {}
+    with pytest.raises(GapbenchError, match=r"The 'delta' parameter of .* must be a float in \(0, 1\)\. Got 1\.5"):
+        bound(name, model, split, delta=1.5, **extra)

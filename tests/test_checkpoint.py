@@ -10,7 +10,7 @@ from gapbench import checkpoint
 from gapbench.config import DataConfig, ModelConfig, RunConfig, TrainConfig, signature
 from gapbench.errors import GapbenchError
 from gapbench.models import build_model
-from gapbench.run import Run
+from gapbench.trained import Run
 
 MLP = RunConfig(data=DataConfig(name="mnist", n_train=20), model=ModelConfig(depth=2, width=8, init_seed=3),
                 train=TrainConfig(lr=0.05, sgd_seed=7))
@@ -171,7 +171,7 @@ def test_round_trip_of_a_fitted_run(tmp_path):
 def test_init_source_round_trip_and_old_files(tmp_path):
     """A run-derived init_source (with its parent's chain) survives save/load; a file without the field
     (written before it existed) loads as kind 'unknown'."""
-    from gapbench.run import data_ancestry, seeded_source, source_from_run
+    from gapbench.trained import data_ancestry, seeded_source, source_from_run
     parent = trained_run(MLP, (6,))
     parent.init_source = seeded_source(3)
     child = trained_run(MLP, (6,))

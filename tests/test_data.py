@@ -16,7 +16,7 @@ import torch
 
 from gapbench.config import DataConfig
 from gapbench.data import Checksum, list_datasets, load_data, resolve_data_dir
-from gapbench.data import paths as paths_mod
+from gapbench.data import files as files_mod
 from gapbench.data.cifar import load_cifar10_arrays, read_cifar_batch
 from gapbench.data.idx import read_idx, write_idx
 from gapbench.data.mnist import FASHION_CHECKSUMS, MNIST_CHECKSUMS, STEMS, load_mnist_arrays
@@ -457,25 +457,25 @@ def test_download_is_atomic_and_verified(tmp_path):
     source = write_idx(tmp_path / "src.gz", np.arange(10, dtype=np.uint8))
     good = Checksum("sha256", hashlib.sha256(source.read_bytes()).hexdigest())
     dest = tmp_path / "data" / "mnist" / "f.gz"
-    paths_mod.download(source.as_uri(), dest, good)                 # file:// URL: no network involved
+    files_mod.download(source.as_uri(), dest, good)                 # file:// URL: no network involved
     assert dest.read_bytes() == source.read_bytes()
     bad = tmp_path / "data" / "mnist" / "g.gz"
     with pytest.raises(DataError, match=r"its sha256 is [0-9a-f]{64}, expected 0+; nothing was saved"):
-        paths_mod.download(source.as_uri(), bad, Checksum("sha256", "0" * 64))
+        files_mod.download(source.as_uri(), bad, Checksum("sha256", "0" * 64))
     assert sorted(os.listdir(dest.parent)) == ["f.gz"]              # no temp file, no half-written file
     start = time.perf_counter()
     with pytest.raises(DataError, match=r"Could not download http://127\.0\.0\.1:9/x"):
-        paths_mod.download("http://127.0.0.1:9/x", tmp_path / "h", None, timeout_s=2)   # refused locally
+        files_mod.download("http://127.0.0.1:9/x", tmp_path / "h", None, timeout_s=2)   # refused locally
     assert time.perf_counter() - start < 5
 
 
 def test_checksum_cache_rehashes_changed_file(tmp_path):
     path = tmp_path / "f"
     path.write_bytes(b"abc")
-    assert paths_mod.file_digest(path) == hashlib.sha256(b"abc").hexdigest()
+    assert files_mod.file_digest(path) == hashlib.sha256(b"abc").hexdigest()
     path.write_bytes(b"abcd")
     os.utime(path, ns=(1, 10**9))    # a different (size, mtime): a new cache key
-    assert paths_mod.file_digest(path) == hashlib.sha256(b"abcd").hexdigest()
+    assert files_mod.file_digest(path) == hashlib.sha256(b"abcd").hexdigest()
 
 
 def test_random_test_subset_is_fixed_and_spread(fake_mnist):
@@ -496,4 +496,4 @@ def test_download_into_unwritable_directory_fails_cleanly(tmp_path):
     blocker = tmp_path / "not_a_dir"
     blocker.write_bytes(b"")            # the data directory cannot be created (works as root, too)
     with pytest.raises(DataError, match=r"Could not write .*not_a_dir/f\.gz .*read-only"):
-        paths_mod.download("http://127.0.0.1:9/x", blocker / "f.gz", None, timeout_s=2)
+        files_mod.download("http://127.0.0.1:9/x", blocker / "f.gz", None, timeout_s=2)

@@ -6,8 +6,7 @@ import reference_paths as ref
 import torch
 from torch import nn
 
-from gapbench.bounds.theorem8 import CONSTANTS, kkb2017_theorem8, plugin_constants, theorem8_betas
-from gapbench.deep_paths import (
+from gapbench.analysis.deep_paths import (
     TwoPhaseNet,
     gap_decomposition,
     gram,
@@ -16,6 +15,7 @@ from gapbench.deep_paths import (
     path_norms_per_output,
     path_weights,
 )
+from gapbench.bounds.theorem8 import CONSTANTS, kkb2017_theorem8, plugin_constants, theorem8_betas
 from gapbench.errors import GapbenchError
 from gapbench.models import mlp
 

@@ -8,7 +8,7 @@ import pytest
 
 from gapbench.config import Runtime
 from gapbench.experiments import EXPERIMENTS, PRESETS
-from gapbench.experiments.runner import run_experiment
+from gapbench.experiments.execute import run_experiment
 
 NEEDS_MNIST = {"nk2019-fig1", "kkb2017-validation", "kkb2017-random-labels", "kkb2017-deep-paths",
                "kkb2017-two-phase", "kkb2017-linear-memorization"}
@@ -60,7 +60,7 @@ def test_demo_writes_one_combined_report(tmp_path):
 
 
 def test_two_phase_budgets_share_one_standard_baseline():
-    from gapbench.experiments.runner import jobs_for
+    from gapbench.experiments.execute import jobs_for
     exp = EXPERIMENTS.get("kkb2017-two-phase").obj
     by_budget = {b: jobs_for(exp, exp.params("smoke", {"phase1_budget": b})) for b in ("epochs", "steps")}
     standard = {b: {j.signature for j in jobs if j.config["hp"]["mode"] == "standard"}
@@ -68,3 +68,11 @@ def test_two_phase_budgets_share_one_standard_baseline():
     others = {b: {j.signature for j in jobs if j.config["hp"]["mode"] != "standard"} for b, jobs in by_budget.items()}
     assert standard["epochs"] == standard["steps"] and len(standard["epochs"]) == 1
     assert not others["epochs"] & others["steps"]
+
+
+@pytest.mark.parametrize("name", EXPERIMENTS.names())
+def test_job_is_a_module_level_function_that_pickles_by_reference(name):
+    import pickle
+    job = EXPERIMENTS.get(name).obj.job
+    assert callable(job) and job.__module__.startswith("gapbench.experiments.")
+    assert pickle.loads(pickle.dumps(job)) is job

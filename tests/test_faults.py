@@ -3,6 +3,7 @@ counted from the store and classified, one run per output directory, orphan temp
 results rows that lead to their checkpoints."""
 
 import csv
+import dataclasses
 import errno
 import json
 import os
@@ -17,10 +18,11 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-import gapbench.linear
 from gapbench import checkpoint
 from gapbench.cli import main
 from gapbench.config import signature
+from gapbench.experiments import EXPERIMENTS
+from gapbench.experiments.analysis_jobs import nk_linear_job
 from gapbench.outdir import locked, remove_orphan_temps
 from gapbench.store import Store
 from gapbench.sweep import failure_kind
@@ -40,15 +42,15 @@ def smoke(out, *extra):
     return text
 
 
-def failing_at(n_train, exc):
-    """nk_linear_job that raises `exc` on the grid point with n_train, else runs."""
-    real = gapbench.linear.nk_linear_job
-
+def fail_at(monkeypatch, n_train, exc):
+    """Make EXP's job (nk_linear_job) raise `exc` on the grid point with n_train; monkeypatch.undo() restores it."""
     def job(config, runtime, out_dir):
         if config["hp"]["n_train"] == n_train:
             raise exc
-        return real(config, runtime, out_dir)
-    return job
+        return nk_linear_job(config, runtime, out_dir)
+    entry = EXPERIMENTS.get(EXP)
+    failing = dataclasses.replace(entry, obj=dataclasses.replace(entry.obj, job=job))
+    monkeypatch.setitem(EXPERIMENTS._entries, EXP, failing)
 
 
 # -- 1. report / export use what is stored -----------------------------------------------------------------
@@ -94,8 +96,7 @@ def test_outputs_are_never_replaced_by_emptier_ones(tmp_path):
 
 # -- 3, 4. failures: counted from the store, classified, transient ones rerun ------------------------------
 def test_disk_full_is_transient_and_rerun_without_retry_failed(tmp_path, monkeypatch):
-    monkeypatch.setattr(gapbench.linear, "nk_linear_job",
-                        failing_at(32, OSError(errno.ENOSPC, "No space left on device")))
+    fail_at(monkeypatch, 32, OSError(errno.ENOSPC, "No space left on device"))
     out = smoke(tmp_path)
     assert "1 failed, 0 missing, claims on 2 of 3 models" in out and "computed on 2 of 3 models" in out
     (failed,) = [r for r in Store(tmp_path / "gapbench.sqlite").runs(EXP) if r.status == "failed"]
@@ -107,7 +108,7 @@ def test_disk_full_is_transient_and_rerun_without_retry_failed(tmp_path, monkeyp
 
 
 def test_a_deterministic_failure_stays_and_every_rerun_counts_it(tmp_path, monkeypatch):
-    monkeypatch.setattr(gapbench.linear, "nk_linear_job", failing_at(64, ValueError("invalid construction")))
+    fail_at(monkeypatch, 64, ValueError("invalid construction"))
     smoke(tmp_path)
     monkeypatch.undo()
     summary = json.loads(smoke(tmp_path, "--json"))

@@ -25,8 +25,8 @@ from gapbench.cli import main
 from gapbench.config import DataConfig
 from gapbench.data import cifar, load_data
 from gapbench.data.fetch import dataset_status, fetch_dataset, list_status
+from gapbench.data.files import Checksum
 from gapbench.data.mnist import FASHION_CHECKSUMS, MNIST_CHECKSUMS, STEMS, load_mnist_arrays
-from gapbench.data.paths import Checksum
 from gapbench.errors import DataError
 
 GZ_NAMES = [f"{stem}.gz" for stem in STEMS.values()]

@@ -12,10 +12,10 @@ import math
 import pytest
 import torch
 
+from gapbench.analysis.deep_paths import TwoPhaseNet
 from gapbench.bounds import bound
 from gapbench.config import ModelConfig, RunConfig, Runtime, TrainConfig
 from gapbench.data.types import Dataset, Split
-from gapbench.deep_paths import TwoPhaseNet
 from gapbench.measures import measure
 from gapbench.models import build_model
 from gapbench.train import fit
@@ -95,7 +95,7 @@ def test_two_phase_net_on_cuda_starts_as_the_tied_model():
 
 
 def test_two_phase_experiment_runs_on_cuda(tmp_path, data_dir):
-    from gapbench.experiments.runner import run_experiment
+    from gapbench.experiments.execute import run_experiment
     runtime = dataclasses.replace(CUDA, data_dir=str(data_dir))
     outcome = run_experiment("kkb2017-two-phase", "smoke", out=tmp_path, runtime=runtime, progress=False,
                              overrides={"arch": "cnn", "width": "4", "fc_width": "16", "bias": "true"})

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import torch
 
+from gapbench.analysis.memorization import min_norm_interpolant, null_direction
+from gapbench.analysis.nk_linear import CHUNK, nk_linear_gram, nk_linear_quantities
 from gapbench.errors import GapbenchError
-from gapbench.linear import CHUNK, min_norm_interpolant, nk_linear_gram, nk_linear_quantities, null_direction
 
 
 def _explicit_sample(m, dim, noise_var, seed):

@@ -149,7 +149,7 @@ def test_every_measure_rejects_unknown_and_bad_params():
     model, init, data = setting.model(0), setting.model(1), setting.data()
     for entry in list_measures():
         accepted = accepted_params(entry.name)
-        with _raises(r"got unknown parameter\(s\) \['bogus_param'\]\. Accepted"):
+        with _raises(r"The parameter\(s\) \['bogus_param'\] of measure\('[a-z0-9_]+'\) are not accepted\. Accepted"):
             measure(entry.name, model, data, init=init, bogus_param=1)
         for param, spec in accepted.items():
             bad = -3 if isinstance(spec.default, str) else "bogus"
@@ -475,7 +475,8 @@ def test_error_messages():
         measure("margin_loss", model, data)
     with _raises(r"The 'init' parameter .* must be weights of the same architecture"):
         measure("dist_from_init_fro", model, init=SETTINGS[1].model())
-    with _raises(r"The 'data' parameter of measure\('error'\) must be a gapbench Split"):
+    with _raises(r"The 'data' parameter of measure\('error'\) must be a Split or an \(x, y\) pair of tensors\. "
+                 r"Got 'list' instead"):
         measure("error", model, [1, 2, 3])
     with _raises(r"The 'gamma' parameter of measure\('bartlett2017_complexity'\) must "
                  r"be a float > 0 \(the target margin"):

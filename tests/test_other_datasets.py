@@ -20,13 +20,13 @@ from click.testing import CliRunner
 
 from gapbench.cli import main
 from gapbench.data import cifar, list_datasets
+from gapbench.data.files import Checksum
 from gapbench.data.idx import write_idx
 from gapbench.data.mnist import FASHION_CHECKSUMS, STEMS
-from gapbench.data.paths import Checksum
 from gapbench.errors import GapbenchError
 from gapbench.experiments import EXPERIMENTS, get
+from gapbench.experiments.execute import jobs_for
 from gapbench.experiments.file_datasets import FILE_DATASETS
-from gapbench.experiments.runner import jobs_for
 
 N_TRAIN, N_TEST = 400, 80        # images in the generated training / test files (CIFAR: 5 batches of 80)
 MNIST_EXPERIMENTS = ("nk2019-fig1", "kkb2017-validation", "kkb2017-random-labels", "kkb2017-deep-paths",

@@ -14,7 +14,7 @@ from gapbench.cli import main
 from gapbench.data import pool_id
 from gapbench.data.types import Split
 from gapbench.overlap import check_disjoint, training_record
-from gapbench.run import Run
+from gapbench.trained import Run
 
 torch.set_num_threads(1)
 SPHERE = gb.DataConfig("hypersphere", n_train=40, n_val=30, n_test=50, options={"dim": 2})

@@ -10,15 +10,15 @@ import torch
 from scipy import stats
 from torch import nn
 
+from gapbench.analysis.two_phase import first_points, gated_from, rest_points
 from gapbench.bounds import bound
 from gapbench.bounds.pacbayes import pacbayes_kl
 from gapbench.config import ModelConfig, RunConfig, TrainConfig
 from gapbench.data.types import Dataset, Split
 from gapbench.errors import GapbenchError
 from gapbench.layers import fold_batchnorm
-from gapbench.run import Run, seeded_source, source_from_run
 from gapbench.train import fit
-from gapbench.two_phase import first_points, gated_from, rest_points
+from gapbench.trained import Run, seeded_source, source_from_run
 
 torch.set_num_threads(1)
 FAST = dict(posterior_std=0.02, prior_std_grid=(0.1, 0.05), n_mc=8, seed=1)

@@ -14,7 +14,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from gapbench.config import Runtime  # noqa: E402
 from gapbench.experiments import EXPERIMENTS  # noqa: E402
 from gapbench.experiments.base import Claim  # noqa: E402
-from gapbench.experiments.runner import STORE_NAME, run_experiment  # noqa: E402
+from gapbench.experiments.execute import STORE_NAME, run_experiment  # noqa: E402
 from gapbench.experiments.table import Table  # noqa: E402
 from gapbench.report import duration, html_page, params_table, section, summary_table  # noqa: E402
 from gapbench.store import Store  # noqa: E402

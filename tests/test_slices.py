@@ -7,10 +7,7 @@ from reference_slices import fitted_threshold_reference
 from scipy import stats
 from torch import nn
 
-from gapbench.experiments.nk2019_slices import EXPERIMENT, paired_interval
-from gapbench.experiments.table import Table
-from gapbench.models import init_weights, mlp
-from gapbench.slices import (
+from gapbench.analysis.slices import (
     fitted_threshold,
     local_disagreement,
     plane_basis,
@@ -19,6 +16,9 @@ from gapbench.slices import (
     slice_image,
     spherical_label,
 )
+from gapbench.experiments.nk2019_slices import EXPERIMENT, paired_interval
+from gapbench.experiments.table import Table
+from gapbench.models import init_weights, mlp
 
 
 class SphereRule(nn.Module):

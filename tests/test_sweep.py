@@ -1,5 +1,6 @@
 import collections
 import os
+import pickle
 import signal
 import sqlite3
 import subprocess
@@ -13,7 +14,7 @@ from sweep_jobs import expected_values, jobs
 
 from gapbench.errors import GapbenchError
 from gapbench.store import Store
-from gapbench.sweep import Job, JobResult, resolve, run_sweep
+from gapbench.sweep import Job, JobResult, run_sweep
 
 TESTS = Path(__file__).resolve().parent
 
@@ -46,7 +47,7 @@ def test_duplicates_run_once_and_conflicts_are_refused(tmp_path):
     sweep = jobs("square", [1, 1, 2], side_log=str(side))
     result = run_sweep(sweep + sweep, tmp_path / "s.sqlite", progress=False)
     assert len(result.trained) == 2 and sum(side_counts(side).values()) == 2
-    clash = Job("exp", sweep[0].signature, {"x": 99}, "sweep_jobs:square")
+    clash = Job("exp", sweep[0].signature, {"x": 99}, sweep_jobs.square)
     with pytest.raises(GapbenchError, match="share signature .* but differ in config or function"):
         run_sweep([sweep[0], clash], tmp_path / "t.sqlite", progress=False)
 
@@ -62,11 +63,11 @@ def test_failed_job_is_recorded_and_the_sweep_goes_on(tmp_path):
     failed = store.get("exp", crash)
     assert (failed.status, failed.reason, failed.values) == ("failed", "ValueError: boom 2", {})
     log = (tmp_path / "out" / "logs" / f"{crash}.log").read_text()
-    assert "Traceback" in log and "ValueError: boom 2" in log and "sweep_jobs:crash" in log
+    assert "Traceback" in log and "ValueError: boom 2" in log and "fn: sweep_jobs.crash" in log
     assert store.get("exp", bad).reason.startswith(
-        "JobResultError: job function sweep_jobs:bad_value: The value of quantity 'text'")
+        "JobResultError: job function sweep_jobs.bad_value: The value of quantity 'text'")
     assert store.get("exp", odd).reason == (
-        "JobResultError: job function sweep_jobs:not_a_result returned dict, not JobResult")
+        "JobResultError: job function sweep_jobs.not_a_result returned dict, not JobResult")
     # stored failures are reused, unless retry_failed
     again = run_sweep(sweep, tmp_path / "s.sqlite", out_dir=tmp_path / "out", progress=False)
     assert again.trained == again.failed == [] and len(again.reused) == 5
@@ -102,15 +103,18 @@ def test_pool_runs_and_aborts_on_user_error(tmp_path):
 
 
 def test_bad_arguments(tmp_path):
-    with pytest.raises(GapbenchError, match=r"The 'fn' parameter of Job must be a 'module:function' path"):
-        resolve("sweep_jobs.square")
-    with pytest.raises(GapbenchError, match=r"must name an importable function. Got 'sweep_jobs:nope'"):
-        run_sweep([Job("e", "s", {}, "sweep_jobs:nope")], tmp_path / "s.sqlite", progress=False)
+    with pytest.raises(GapbenchError, match=r"The 'fn' parameter of Job must be a module-level job function "
+                       r"fn\(config, runtime, out_dir\). Got 'sweep_jobs:square' instead"):
+        run_sweep([Job("e", "s", {}, "sweep_jobs:square")], tmp_path / "s.sqlite", progress=False)
     with pytest.raises(GapbenchError, match=r"The 'workers' parameter of run_sweep\(\) must be an int >= 1"):
         run_sweep([], tmp_path / "s.sqlite", workers=0)
     with pytest.raises(GapbenchError, match=r"The 'backend' parameter of run_sweep\(\) must be one of"):
         run_sweep([], tmp_path / "s.sqlite", backend="dask")
-    assert resolve("sweep_jobs:square") is sweep_jobs.square
+
+
+def test_a_job_pickles_its_function_by_reference():
+    (job,) = jobs("square", [3])
+    assert pickle.loads(pickle.dumps(job)).fn is sweep_jobs.square
 
 
 def test_ray_backend_names_the_extra(tmp_path):

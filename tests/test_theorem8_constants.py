@@ -17,8 +17,8 @@ import reference_paths as ref
 import torch
 from scipy.optimize import brentq
 
+from gapbench.analysis.deep_paths import TwoPhaseNet, path_features, path_weights
 from gapbench.bounds.theorem8 import kkb2017_theorem8, theorem8_betas
-from gapbench.deep_paths import TwoPhaseNet, path_features, path_weights
 from gapbench.models import mlp
 
 torch.set_num_threads(1)

@@ -116,7 +116,7 @@ def test_explicit_init_state():
 
 def test_init_source_is_recorded():
     """fit() records a seeded init, an explicit start without a record as 'unknown', and the record given."""
-    from gapbench.run import source_from_run
+    from gapbench.trained import source_from_run
     data = blobs()
     first = fit(config(), data)
     assert first.init_source == {"kind": "seeded", "seed": 0}

@@ -6,13 +6,12 @@ import pytest
 import torch
 from torch import nn
 
-from gapbench import two_phase
+from gapbench.analysis.two_phase import epoch_budgets, normalized, phase2_start
 from gapbench.config import ModelConfig, RunConfig, Runtime
 from gapbench.data.types import Dataset, Split
 from gapbench.errors import GapbenchError
-from gapbench.experiments import EXPERIMENTS
+from gapbench.experiments import EXPERIMENTS, analysis_jobs
 from gapbench.models import build_model
-from gapbench.two_phase import epoch_budgets, normalized, phase2_start
 
 EXP = EXPERIMENTS.get("kkb2017-two-phase").obj
 CFG = RunConfig(model=ModelConfig(depth=1, width=6, bias=True, init_seed=3))
@@ -128,19 +127,18 @@ def test_bad_protocol_choices_are_refused(key, value, match):
 
 def test_job_trains_each_phase_with_the_requested_budget_and_start(data_dir, monkeypatch, tmp_path):
     """The job wires the parameters through: a spy on fit() sees each run's epochs and phase 2's start."""
-    import gapbench.train as train_pkg
-    calls, real_fit = [], train_pkg.fit
+    calls, real_fit = [], analysis_jobs.fit
 
     def spy(cfg, data, **kw):
         run = real_fit(cfg, data, **kw)
         calls.append((cfg.train.max_epochs, len(data.train), kw.get("model"), run, float(data.train.x.min())))
         return run
-    monkeypatch.setattr(train_pkg, "fit", spy)
+    monkeypatch.setattr(analysis_jobs, "fit", spy)     # the fit the job calls
     params = {**EXP.params("smoke"), "seeds": 1, "alpha": [0.5], "modes": ["two_phase"], "epochs": 1,
               "standard_epochs": 2, "phase2_epochs": 3, "phase2_init": "fresh", "normalize": [0.5, 0.5]}
     runtime = Runtime(data_dir=str(data_dir))
     for point in EXP.points(params):
-        two_phase.two_phase_job({**point, "hp": {**point["hp"], "theorem8": False}}, runtime, tmp_path)
+        analysis_jobs.two_phase_job({**point, "hp": {**point["hp"], "theorem8": False}}, runtime, tmp_path)
     (std_epochs, std_n, *_), (p1_epochs, p1_n, _, phase1, _), (p2_epochs, p2_n, start, _, lowest) = calls
     assert (std_epochs, p1_epochs, p2_epochs) == (2, 1, 3) and (std_n, p1_n, p2_n) == (300, 150, 300)
     assert lowest == pytest.approx(-1.0)                                   # (0 − 0.5)/0.5: inputs normalized

@@ -22,7 +22,7 @@ from .config import DataConfig, ModelConfig, RunConfig, Runtime, TrainConfig, si
 from .errors import GapbenchError  # noqa: E402
 
 _LAZY = {
-    "load_data": ("api", "load_data"),
+    "load_data": ("data", "load_data"),
     "fit": ("api", "fit"),
     "run_experiment": ("api", "run_experiment"),
     "list_experiments": ("api", "list_experiments"),
@@ -31,10 +31,10 @@ _LAZY = {
     "bound": ("bounds", "bound"),
     "list_bounds": ("bounds", "list_bounds"),
     "certify": ("certificate", "certify"),
-    "gap_decomposition": ("deep_paths", "gap_decomposition"),
+    "gap_decomposition": ("analysis.deep_paths", "gap_decomposition"),
     "build_model": ("models", "build_model"),
     "Bound": ("bounds.types", "Bound"),
-    "Run": ("run", "Run"),
+    "Run": ("trained", "Run"),
     "save_checkpoint": ("checkpoint", "save"),
     "load_checkpoint": ("checkpoint", "load"),
 }

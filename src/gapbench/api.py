@@ -1,8 +1,11 @@
-"""The flat public API behind ``import gapbench as gb`` and the CLI's checkpoint commands."""
+"""The flat public API behind ``import gapbench as gb`` and the CLI's checkpoint commands.
+
+Each function imports the package it wraps inside itself, so that importing this module (the CLI does) stays
+cheap: no torch until a function needs it.
+"""
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -10,23 +13,12 @@ from .config import DataConfig, RunConfig, Runtime
 from .errors import GapbenchError
 
 
-def load_data(cfg: DataConfig | str = "mnist", *, data_dir: str | Path | None = None, device: str = "cpu",
-              **fields: Any):
-    """Load a dataset: ``gb.load_data('mnist', n_train=1000)`` or ``gb.load_data(DataConfig(...))``."""
-    from .data import load_data as _load
-    if isinstance(cfg, str):
-        cfg = DataConfig(name=cfg, **fields)
-    elif fields:
-        cfg = dataclasses.replace(cfg, **fields)
-    return _load(cfg, data_dir=data_dir, device=device)
-
-
 def fit(cfg: RunConfig, data=None, *, runtime: Runtime | None = None, progress: bool = False):
     """Train the model `cfg` describes (loading its data unless given) and return a Run.
 
     A given `data` must come from `cfg.data`'s training pool: the Run records its training points as
     positions there (checked before a held-out certificate)."""
-    from .data import pool_id
+    from .data import load_data, pool_id
     from .train import fit as _fit
     runtime = runtime or Runtime()
     if data is None:
@@ -40,7 +32,7 @@ def fit(cfg: RunConfig, data=None, *, runtime: Runtime | None = None, progress: 
 
 def run_experiment(name: str, preset: str = "quick", **kwargs: Any):
     """Run a registered experiment (see ``gb.list_experiments()``) and return its Outcome."""
-    from .experiments.runner import run_experiment as _run
+    from .experiments.execute import run_experiment as _run
     return _run(name, preset, **kwargs)
 
 
@@ -68,12 +60,12 @@ def catalogue(kind: str) -> list[tuple[str, str]]:
 
 def _checkpoint_and_data(path, data_name, data_dir):
     from . import checkpoint
-    from .data import load_data as _load
+    from .data import load_data
     run = checkpoint.load(Path(path))
     data_cfg = run.config.data
     if data_name is not None and data_name != data_cfg.name:
         data_cfg = DataConfig(name=data_name, options=dict(data_cfg.options))
-    return run, _load(data_cfg, data_dir=data_dir), data_cfg.name == run.config.data.name
+    return run, load_data(data_cfg, data_dir=data_dir), data_cfg.name == run.config.data.name
 
 
 def measure_checkpoint(path, *, data_name=None, split="train", quantities=None, data_dir=None,

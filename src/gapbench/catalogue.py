@@ -9,6 +9,10 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from .bounds import list_bounds
+from .experiments import EXPERIMENTS
+from .measures import list_measures
+
 BEGIN, END = "<!-- catalogue:begin -->", "<!-- catalogue:end -->"
 
 
@@ -17,9 +21,6 @@ def _row(*cells: str) -> str:
 
 
 def tables() -> str:
-    from .bounds import list_bounds
-    from .experiments import EXPERIMENTS
-    from .measures import list_measures
     lines = ["### Experiments", "", _row("name", "paper, figure", "presets"), _row("---", "---", "---")]
     lines += [_row(f"`{e.name}`", f"{e.obj.paper}, {e.obj.figure}", ", ".join(e.obj.presets)) for e in EXPERIMENTS]
     lines += ["", "### Measures (compared by rank or slope; never bounds)", "",

@@ -28,11 +28,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from .bounds import _as_pair
-from .bounds.heldout import ASSUMPTIONS, check_assumed_variance, count_errors, heldout_bound
+from .bounds.heldout import ASSUMPTIONS, bound_from_counts, check_assumed_variance, count_errors
 from .bounds.kl import TOL
 from .bounds.types import Bound
-from .data.types import Split
+from .data.types import Split, as_xy
 from .errors import check_positive_int, check_probability
 from .overlap import held_out_statement, training_record
 
@@ -116,12 +115,13 @@ def certify(model: nn.Module, data: Split | tuple[torch.Tensor, torch.Tensor], *
     delta = check_probability(delta, "delta", where)
     family_size = check_positive_int(family_size, "family_size", where)
     assume_var = check_assumed_variance(assume_var, where)
-    pair = _as_pair(data, where)
+    pair = as_xy(data, where)                 # n ≥ 1 points: with δ and |F| checked, L = ln(|F|/δ) > 0 below
     record = training_record(run, train_indices, train_source, where=where)
     held_out = held_out_statement(data, int(pair[1].shape[0]), record, where=where)
     n, k = count_errors(model, pair)
-    bounds = {name: heldout_bound(name, n, k, delta=delta, family_size=family_size,
-                                  assume_var=assume_var if name == "heldout_bernstein" else None)
+    log_term = math.log(family_size) - math.log(delta)      # L, as log_confidence computes it
+    bounds = {name: bound_from_counts(name, n, k, log_term, delta, family_size,
+                                      assume_var if name == "heldout_bernstein" else None)
               for name in BOUND_NAMES}
     return Certificate(n, k, k / n, delta, family_size, bounds, held_out=held_out)
 

@@ -1,4 +1,4 @@
-"""Checkpoints: one trained :class:`~gapbench.run.Run` in one file, written atomically, loaded safely.
+"""Checkpoints: one trained :class:`~gapbench.trained.Run` in one file, written atomically, loaded safely.
 
 A checkpoint is a ``torch.save`` dict that ``torch.load(weights_only=True)`` can read (tensors, str, numbers,
 lists and dicts only, so loading never executes pickled code):
@@ -54,7 +54,7 @@ from .config import RunConfig, from_dict, signature, to_dict
 from .errors import GapbenchError
 from .models import build_model
 from .provenance import provenance
-from .run import Run, unknown_source
+from .trained import Run, unknown_source
 
 FORMAT = "gapbench-checkpoint"
 FORMAT_VERSION = 2                 # 2: weights_sha256 added

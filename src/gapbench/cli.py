@@ -1,4 +1,8 @@
-"""The `gapbench` command line. Every user mistake ends in a one-paragraph message and exit code 2."""
+"""The `gapbench` command line. Every user mistake ends in a one-paragraph message and exit code 2.
+
+Each command imports what it needs inside its function: `gapbench --help` and the data commands then start
+without importing torch or the experiments.
+"""
 
 from __future__ import annotations
 
@@ -16,7 +20,7 @@ import click
 from .errors import GapbenchError
 
 DEFAULT_OUT = "results"
-STORE_NAME = "gapbench.sqlite"     # experiments.runner.STORE_NAME (not imported: the CLI starts without torch)
+STORE_NAME = "gapbench.sqlite"     # experiments.execute.STORE_NAME (not imported: the CLI starts without torch)
 
 
 class _Group(click.Group):
@@ -132,13 +136,13 @@ def _print_outcome(outcome, as_json: bool):
         mark = click.style("held    ", fg="green") if claim.held else click.style("NOT held", fg="red")
         value = "n/a" if claim.value is None else f"{claim.value:.4g}"
         click.echo(f"  {mark} {claim.name}: {value}  ({claim.detail})")
-    for key, value in outcome.slopes.items():
-        click.echo(f"  {outcome.slopes_label} {key}: {value:.3f}")
+    for key, value in outcome.statistics.items():
+        click.echo(f"  {outcome.statistics_label} {key}: {value:.3f}")
     if outcome.paths:
         click.echo(f"  outputs: {Path(outcome.paths['report']).parent}/")
 
 
-@main.command()
+@main.command("run")
 @click.argument("experiment")
 @click.option("--preset", default="quick", show_default=True, help="smoke | quick | paper (or experiment-specific)")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override a preset parameter.")
@@ -149,9 +153,9 @@ def _print_outcome(outcome, as_json: bool):
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.option("--no-progress", is_flag=True, help="Hide progress bars.")
 @click.option("--retry-failed", is_flag=True, help="Re-run stored failed runs instead of reusing them.")
-def run(experiment, preset, sets, workers, out, device, data_dir, as_json, no_progress, retry_failed):
+def run_cmd(experiment, preset, sets, workers, out, device, data_dir, as_json, no_progress, retry_failed):
     """Train what is missing, measure, store, plot and check the claims of EXPERIMENT."""
-    from .experiments.runner import run_experiment
+    from .experiments.execute import run_experiment
     runtime = _runtime(workers, data_dir, device, progress=not no_progress)
     with _faults(out):
         outcome = run_experiment(experiment, preset, overrides=_parse_sets(sets), out=out, runtime=runtime,
@@ -171,7 +175,7 @@ STORED_PRESET_HELP = "Preset to use (default: the one stored in OUT; of several,
 @click.option("--json", "as_json", is_flag=True)
 def report(experiment, preset, sets, out, as_json):
     """Rebuild EXPERIMENT's figure, CSV, summary and HTML report from the store (trains nothing)."""
-    from .experiments.runner import run_experiment
+    from .experiments.execute import run_experiment
     with _faults(out, "the report"):
         outcome = run_experiment(experiment, preset, overrides=_parse_sets(sets), out=out, train=False,
                                  progress=False)
@@ -186,7 +190,7 @@ def report(experiment, preset, sets, out, as_json):
 @click.option("--out", default=DEFAULT_OUT, show_default=True, type=click.Path(file_okay=False))
 def export(experiment, csv_path, preset, sets, out):
     """Write EXPERIMENT's stored results (one row per trained model) to a CSV file."""
-    from .experiments.runner import run_experiment
+    from .experiments.execute import run_experiment
     from .report import atomic_write_bytes, csv_bytes, fewer_rows
     with _faults(out):
         outcome = run_experiment(experiment, preset, overrides=_parse_sets(sets), out=out, train=False,
@@ -285,7 +289,7 @@ def _size(size_bytes: int) -> str:
 def data_fetch(name, data_dir, source):
     """Download dataset NAME (mnist, fashion_mnist, cifar10), checksum-verified, into the data directory."""
     from .data.fetch import fetch_dataset
-    from .data.paths import data_dir_origin, resolve_data_dir
+    from .data.files import data_dir_origin, resolve_data_dir
     root = resolve_data_dir(data_dir)
     rows = fetch_dataset(name, data_dir, source)
     click.echo(f"{name}: {len(rows)} files in {root} ({data_dir_origin(data_dir)})")
@@ -299,7 +303,7 @@ def data_fetch(name, data_dir, source):
 def data_list(data_dir):
     """Every dataset: where it is read from and whether it is present and verified, missing or corrupt."""
     from .data.fetch import list_status
-    from .data.paths import data_dir_origin, fetch_command, resolve_data_dir
+    from .data.files import data_dir_origin, fetch_command, resolve_data_dir
     root = resolve_data_dir(data_dir)
     click.echo(f"data directory: {root} ({data_dir_origin(data_dir)})")
     for status in list_status(data_dir):

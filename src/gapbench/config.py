@@ -26,8 +26,8 @@ from .errors import (
     param_error,
 )
 
-SIGNATURE_VERSION = 1
-STOP_RULES = ("margin", "loss", "train_error", "epochs")  # bump only when the meaning of an existing field changes
+SIGNATURE_VERSION = 1   # bump only when the meaning of an existing field changes
+STOP_RULES = ("margin", "loss", "train_error", "epochs")   # TrainConfig.stop (gapbench.train.stop)
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from .config import Runtime
 from .experiments import EXPERIMENTS
-from .experiments.runner import run_experiment
+from .experiments.execute import run_experiment
 from .progress import clock, note
 from .report import duration, write_combined
 

@@ -2,7 +2,7 @@
 
 A held-out bound (KKB §6 Proposition, Langford 2005) is about n points independent of the model. Points the
 model was trained on are not: its error there is biased low, and a "bound" computed on them is no bound. The
-training record of a model (a :class:`~gapbench.run.Run`, or its ``train_indices`` with the pool they point
+training record of a model (a :class:`~gapbench.trained.Run`, or its ``train_indices`` with the pool they point
 into) is compared with a :class:`~gapbench.data.types.Split` by pool identity and position:
 
     no record                 the result states the assumption it rests on (and how to have it checked)
@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+from .data.registry import pool_id
 from .data.types import Split
 from .errors import GapbenchError
 
@@ -45,7 +46,6 @@ def training_record(run: Any = None, train_indices: Any = None, train_source: st
         if not hasattr(run, "train_indices") or not hasattr(run, "config"):
             raise GapbenchError(f"The 'run' parameter of {where} must be a gapbench Run (gb.fit's result or "
                                 f"gb.load_checkpoint's). Got {type(run).__name__} instead.")
-        from .data.registry import pool_id
         return TrainingRecord(_as_indices(run.train_indices, "run.train_indices", where),
                               pool_id(run.config.data, "train"))
     if train_indices is not None:

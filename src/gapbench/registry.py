@@ -6,7 +6,8 @@ the common tests iterate the registries. Lookup of an unknown name lists the kno
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import inspect
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -31,18 +32,25 @@ class Entry(Generic[T]):
 
 
 class Registry(Generic[T]):
-    """A named collection; `kind` is used in messages ("Unknown measure 'x'")."""
+    """A named collection; `kind` is used in messages ("Unknown measure 'x'").
 
-    def __init__(self, kind: str, required: tuple[str, ...] = ()):
+    `required`: metadata keys every entry must give; `choices`: metadata keys whose value must be one of the
+    given ones (a measure's 'kind'). :meth:`register` is the one way in."""
+
+    def __init__(self, kind: str, required: tuple[str, ...] = (), choices: dict[str, tuple[Any, ...]] | None = None):
         self.kind = kind
         self.required = required
+        self.choices = choices or {}
         self._entries: dict[str, Entry[T]] = {}
 
-    def register(self, name: str, **meta: Any) -> Callable[[T], T]:
-        """Decorator: register `obj` under `name` with metadata; the required metadata keys must be given."""
+    def register(self, name: str, obj: T | None = None, **meta: Any) -> Any:
+        """Register `obj` under `name` with metadata and return it; without `obj`, a decorator that does."""
         missing = [k for k in self.required if k not in meta]
         if missing:
             raise TypeError(f"{self.kind} '{name}' is missing metadata {missing}")
+        for key, allowed in self.choices.items():
+            if meta.get(key) not in allowed:
+                raise TypeError(f"{self.kind} '{name}': {key} {meta.get(key)!r} is not one of {allowed}")
 
         def decorator(obj: T) -> T:
             if name in self._entries:
@@ -50,10 +58,7 @@ class Registry(Generic[T]):
             self._entries[name] = Entry(name, obj, dict(meta))
             return obj
 
-        return decorator
-
-    def add(self, name: str, obj: T, **meta: Any) -> T:
-        return self.register(name, **meta)(obj)
+        return decorator if obj is None else decorator(obj)
 
     def get(self, name: str) -> Entry[T]:
         if name not in self._entries:
@@ -71,3 +76,28 @@ class Registry(Generic[T]):
 
     def names(self) -> list[str]:
         return sorted(self._entries)
+
+
+def keyword_params(fn: Callable[..., Any]) -> dict[str, inspect.Parameter]:
+    """The keyword-only parameters of a registered function: what the caller's ``**params`` may hold."""
+    return {p.name: p for p in inspect.signature(fn).parameters.values() if p.kind is p.KEYWORD_ONLY}
+
+
+def takes_any_keyword(fn: Callable[..., Any]) -> bool:
+    """Whether fn takes ``**kwargs`` (it then checks their names itself)."""
+    return any(p.kind is p.VAR_KEYWORD for p in inspect.signature(fn).parameters.values())
+
+
+def check_params(params: Mapping[str, Any], accepted: Mapping[str, Any], where: str, *,
+                 required: tuple[str, ...] | list[str] = (), open_ended: bool = False) -> None:
+    """The one check of a registered function's keyword parameters: every given one is accepted (unless
+    `open_ended`: the function takes ``**kwargs`` and checks them), every required one is given; the messages
+    list the accepted ones."""
+    listed = ", ".join(sorted(accepted)) or "none"
+    unknown = sorted(set(params) - set(accepted))
+    if unknown and not open_ended:
+        raise GapbenchError(f"The parameter(s) {unknown} of {where} are not accepted. Accepted parameters: "
+                            f"{listed}. Remove or rename them.")
+    missing = [p for p in required if p not in params]
+    if missing:
+        raise GapbenchError(f"{where} needs the parameter(s) {missing}. Accepted parameters: {listed}.")

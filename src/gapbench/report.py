@@ -122,15 +122,17 @@ def write_outputs(exp, outcome, exp_dir: Path) -> dict[str, str]:
 
 
 def section(exp, outcome, png: bytes) -> str:
-    """One experiment's HTML section: figure, claims, slopes, parameters, results."""
+    """One experiment's HTML section: figure, claims, statistics, parameters, results."""
     rows = "".join(
         f"<tr class='{'held' if c.held else 'not'}'><td>{'held' if c.held else 'NOT held'}</td>"
         f"<td>{html.escape(c.name)}</td><td>{_fmt(c.value)}</td><td>{html.escape(c.detail)}</td></tr>"
         for c in outcome.claims)
     claims = (f"<h3>Claims</h3><table><tr><th>verdict</th><th>claim</th><th>value</th><th>detail</th></tr>{rows}"
               "</table>" if rows else "")
-    slopes = "".join(f"<tr><td>{html.escape(k)}</td><td>{_fmt(v)}</td></tr>" for k, v in outcome.slopes.items())
-    slopes = f"<h3>{html.escape(outcome.slopes_label)}</h3><table>{slopes}</table>" if slopes else ""
+    statistics = "".join(f"<tr><td>{html.escape(k)}</td><td>{_fmt(v)}</td></tr>"
+                         for k, v in outcome.statistics.items())
+    statistics = (f"<h3>{html.escape(outcome.statistics_label)}</h3><table>{statistics}</table>"
+                  if statistics else "")
     note = exp.notes.get(outcome.preset, "")
     table = outcome.table
     cols = table.columns()
@@ -147,7 +149,7 @@ def section(exp, outcome, png: bytes) -> str:
 {duration(outcome.training_seconds)}.</p>
 <img src="data:image/png;base64,{base64.b64encode(png).decode()}" alt="{html.escape(exp.name)} figure">
 {claims}
-{slopes}
+{statistics}
 <h3>Parameters</h3>{params_table(outcome.params)}
 <details><summary>Results ({len(table)} rows)</summary>
 <table><tr>{''.join(f'<th>{html.escape(c)}</th>' for c in cols)}</tr>

@@ -28,6 +28,7 @@ Decisions:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -39,12 +40,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .config import to_dict
 from .errors import GapbenchError, check_choice, param_error
 from .provenance import provenance as current_provenance
 
 SCHEMA_VERSION = 2
 BUSY_TIMEOUT_MS = 30_000   # a writer waits up to 30 s for another process's transaction to commit
-STATUSES = ("done", "failed")
+JOB_STATUSES = ("done", "failed")
 FAILURES = ("transient", "deterministic")   # kinds of failed run; None for a done one
 
 _SCHEMA = """
@@ -210,7 +212,7 @@ class Store:
         for name, value in (("experiment", experiment), ("signature", signature)):
             if not isinstance(value, str) or not value:
                 raise param_error(name, where, "a non-empty str", value)
-        check_choice(status, "status", where, STATUSES)
+        check_choice(status, "status", where, JOB_STATUSES)
         if status == "failed":
             failure = check_choice(failure or "deterministic", "failure", where, FAILURES)
         elif failure is not None:
@@ -356,9 +358,7 @@ def checked_values(values: Mapping[str, Any]) -> dict[str, float]:
 
 
 def _json_default(obj: Any) -> Any:
-    import dataclasses
     if dataclasses.is_dataclass(obj):
-        from .config import to_dict
         return to_dict(obj)
     if isinstance(obj, Path):
         return str(obj)

@@ -1,7 +1,8 @@
 """Resumable sweeps: run the jobs the store does not have yet, in-process or in a local process pool.
 
-A :class:`Job` names its function as a 'module:function' string so it pickles by name into worker processes.
-The function has the signature ``fn(config: dict, runtime: Runtime, out_dir: Path) -> JobResult``.
+A :class:`Job` holds its function itself: a module-level function pickles by reference (module and name)
+into worker processes and Ray tasks. The function has the signature
+``fn(config: dict, runtime: Runtime, out_dir: Path) -> JobResult``.
 
 Rules (SPEC §5):
 
@@ -43,7 +44,6 @@ from __future__ import annotations
 
 import copy
 import errno
-import importlib
 import multiprocessing
 import os
 import time
@@ -55,10 +55,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from .config import Runtime
 from .errors import GapbenchError, check_choice, check_positive_int, param_error
 from .progress import reporting
-from .store import STATUSES, Store, checked_values
+from .store import JOB_STATUSES, Store, checked_values
 from .sweep_progress import JobReporter, SweepDisplay, drain, forwarder, labels
 
 BACKENDS = ("local", "ray")
@@ -75,7 +77,7 @@ class Job:
     experiment: str
     signature: str
     config: dict[str, Any]
-    fn: str                               # 'package.module:function', importable in a fresh process
+    fn: Callable[..., JobResult]          # a module-level function, so the job pickles into worker processes
 
     @property
     def key(self) -> tuple[str, str]:
@@ -92,7 +94,7 @@ class JobResult:
     checkpoint: str | None = None         # path of the checkpoint it wrote, if any
 
     def __post_init__(self):
-        check_choice(self.status, "status", "JobResult", STATUSES)
+        check_choice(self.status, "status", "JobResult", JOB_STATUSES)
 
 
 @dataclass
@@ -104,22 +106,9 @@ class SweepResult:
     failed: list[str] = field(default_factory=list)
 
 
-def resolve(fn: str) -> Callable[..., JobResult]:
-    """The function a 'module:function' path names; a GapbenchError when it cannot be imported."""
-    module_name, sep, attr = str(fn).partition(":")
-    if not sep or not module_name or not attr:
-        raise param_error("fn", "Job", "a 'module:function' path such as 'gapbench.jobs:train_measure'", fn)
-    try:
-        obj = importlib.import_module(module_name)
-        for part in attr.split("."):
-            obj = getattr(obj, part)
-    except (ImportError, AttributeError) as exc:
-        raise GapbenchError(f"The 'fn' parameter of Job must name an importable function. Got {fn!r} "
-                            f"instead ({type(exc).__name__}: {exc}). Check the module is on sys.path in "
-                            f"every worker.") from exc
-    if not callable(obj):
-        raise param_error("fn", "Job", "a path to a callable", fn)
-    return obj
+def job_name(fn: Callable[..., Any]) -> str:
+    """'module.function' of a job function, for messages and logs."""
+    return f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', repr(fn))}"
 
 
 def execute(job: Job, store: Store, runtime: Runtime, out_dir: Path,
@@ -136,7 +125,7 @@ def execute(job: Job, store: Store, runtime: Runtime, out_dir: Path,
     try:
         sink({"kind": "start"})
         with reporting(sink):
-            result = resolve(job.fn)(copy.deepcopy(job.config), runtime, Path(out_dir))
+            result = job.fn(copy.deepcopy(job.config), runtime, Path(out_dir))
         sink.flush()
         values = _result_values(job, result)
     except GapbenchError:
@@ -163,7 +152,6 @@ def _queue_put(event: dict) -> None:
 def failure_kind(exc: BaseException) -> str:
     """'transient' when `exc` or an exception it was raised from means "try again later" (module doc),
     else 'deterministic'."""
-    import torch
     seen: set[int] = set()
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))
@@ -191,11 +179,11 @@ class JobResultError(TypeError):
 
 def _result_values(job: Job, result: Any) -> dict[str, float]:
     if not isinstance(result, JobResult):
-        raise JobResultError(f"job function {job.fn} returned {type(result).__name__}, not JobResult")
+        raise JobResultError(f"job function {job_name(job.fn)} returned {type(result).__name__}, not JobResult")
     try:
         return checked_values(result.values)
     except GapbenchError as exc:
-        raise JobResultError(f"job function {job.fn}: {exc}") from None
+        raise JobResultError(f"job function {job_name(job.fn)}: {exc}") from None
 
 
 def run_sweep(jobs: list[Job], store: Store | str | Path, *, workers: int = 1, runtime: Runtime | None = None,
@@ -227,8 +215,6 @@ def run_sweep(jobs: list[Job], store: Store | str | Path, *, workers: int = 1, r
     store = store if isinstance(store, Store) else Store(store)
     out_dir = Path(out_dir) if out_dir is not None else store.path.parent
     unique = _dedupe(jobs)
-    for fn in {job.fn for job in unique}:
-        resolve(fn)                                   # a typo fails now, not in every worker
     result, todo, stored, transient = SweepResult(), [], {}, {}
     for job in unique:
         if job.experiment not in stored:
@@ -274,11 +260,13 @@ def _dedupe(jobs: list[Job]) -> list[Job]:
     for job in jobs:
         if not isinstance(job, Job):
             raise param_error("jobs", "run_sweep()", "a list of Job", type(job).__name__)
+        if not callable(job.fn):
+            raise param_error("fn", "Job", "a module-level job function fn(config, runtime, out_dir)", job.fn)
         other = seen.setdefault(job.key, job)
         if other is not job and (other.config != job.config or other.fn != job.fn):
             raise GapbenchError(f"Two jobs of experiment '{job.experiment}' share signature "
-                                f"'{job.signature}' but differ in config or function ({other.fn} vs "
-                                f"{job.fn}). A signature must be the hash of everything that changes a "
+                                f"'{job.signature}' but differ in config or function ({job_name(other.fn)} vs "
+                                f"{job_name(job.fn)}). A signature must be the hash of everything that changes a "
                                 f"result: compute it with gapbench.config.signature().")
     return list(seen.values())
 
@@ -291,7 +279,6 @@ def _init_worker(threads: int, queue=None) -> None:
         _worker_queue = queue
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ[var] = str(threads)
-    import torch
     torch.set_num_threads(threads)
 
 
@@ -367,7 +354,7 @@ def _log_failure(out_dir: Path, job: Job, reason: str, trace: str) -> None:
         logs = out_dir / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         (logs / f"{job.signature}.log").write_text(
-            f"experiment: {job.experiment}\nsignature: {job.signature}\nfn: {job.fn}\n"
+            f"experiment: {job.experiment}\nsignature: {job.signature}\nfn: {job_name(job.fn)}\n"
             f"time: {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}\nreason: {reason}\n\n{trace}")
     except OSError:
         pass

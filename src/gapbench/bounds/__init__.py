@@ -19,59 +19,38 @@ Numeric cores usable without a model live in :mod:`.kl` and :mod:`.heldout`.
 from __future__ import annotations
 
 import dataclasses
-import inspect
 from typing import Any
 
-import torch
 from torch import nn
 
-from ..data.types import Split
-from ..errors import GapbenchError, check_probability
+from ..data.types import Split, as_xy
+from ..errors import param_error
 from ..overlap import held_out_statement, training_record
-from ..registry import Registry
+from ..registry import Registry, check_params, keyword_params, takes_any_keyword
 from .types import Bound
 
 BOUNDS: Registry = Registry("bound", required=("quantity", "reference", "needs"))
 RECORD_PARAMS = ("run", "train_indices", "train_source")   # a held-out bound's training record (in this order)
 
 
-def _as_pair(data: Any, where: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """Split -> (x, y); an (x, y) pair of tensors passes through."""
-    if isinstance(data, Split):
-        return data.as_tuple()
-    if (isinstance(data, (tuple, list)) and len(data) == 2 and all(isinstance(t, torch.Tensor) for t in data)
-            and data[0].shape[0] == data[1].shape[0]):
-        return data[0], data[1]
-    raise GapbenchError(f"The 'data' parameter of {where} must be a Split or an (x, y) pair of tensors "
-                        f"with the same number of rows. Got {type(data).__name__} instead. Pass "
-                        f"dataset.split('test') or (x, y).")
-
-
-def _keyword_params(fn: Any) -> tuple[set[str], bool]:
-    """The keyword-only parameter names of fn (except delta) and whether it accepts **kwargs."""
-    sig = inspect.signature(fn)
-    names = {p.name for p in sig.parameters.values() if p.kind is inspect.Parameter.KEYWORD_ONLY}
-    var_kw = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in sig.parameters.values())
-    return names - {"delta"}, var_kw
-
-
 def bound(name: str, model: nn.Module, data: Any, *, delta: float, **params: Any) -> Bound:
     """Evaluate the registered bound `name` on `model` and `data` (a Split or (x, y)) at confidence 1 − delta.
 
-    Unknown params raise an error listing the accepted ones; the bound function validates their values. A
-    held-out bound also accepts the training record (``run=``, ``train_indices=``, ``train_source=``).
+    Unknown params raise an error listing the accepted ones; the bound function validates their values, delta
+    included (each value is checked once, by the function that uses it). A held-out bound also accepts the
+    training record (``run=``, ``train_indices=``, ``train_source=``).
     """
     where = f"bound('{name}')"
     entry = BOUNDS.get(name)
-    delta = check_probability(delta, "delta", "bound()")
-    accepted, var_kw = _keyword_params(entry.obj)
-    record_params = set(RECORD_PARAMS) if entry.meta.get("held_out") else set()
-    unknown = sorted(set(params) - accepted - record_params)
-    if unknown and not var_kw:
-        raise GapbenchError(f"The parameter(s) {unknown} of {where} are not accepted. Accepted parameters: "
-                            f"{', '.join(sorted(accepted | record_params)) or 'none'}. Remove or rename them.")
+    record_params = RECORD_PARAMS if entry.meta.get("held_out") else ()
+    accepted = {**keyword_params(entry.obj), **dict.fromkeys(record_params)}
+    accepted.pop("delta", None)
+    check_params(params, accepted, where, open_ended=takes_any_keyword(entry.obj))
+    if "init" in entry.meta["needs"] and params.get("init") is None:
+        raise param_error("init", where, "the initial weights (a Run, an nn.Module or a state_dict)", None,
+                          f"'{name}' is computed against the initialization: pass init=run.")
     keep_split = isinstance(data, Split) and "split" in entry.meta["needs"]
-    pair = _as_pair(data, where)
+    pair = as_xy(data, where)
     given = data if keep_split else pair
     if not record_params:
         return entry.obj(model, given, delta=delta, **params)

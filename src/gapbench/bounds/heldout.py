@@ -87,10 +87,16 @@ def log_confidence(n: Any, delta: Any, family_size: Any, where: str) -> tuple[in
     return n, math.log(family_size) - math.log(delta)
 
 
+# Each public function checks its arguments once and calls the unchecked core (_name) with L = ln(|F|/δ);
+# heldout_bound and certify check once and call only cores.
+
 def hoeffding_slack(n: int, delta: float, family_size: int = 1, loss_range: float = 1.0) -> float:
     """C·sqrt(L/(2n)), L = ln(|F|/δ)."""
     n, log_term = log_confidence(n, delta, family_size, "hoeffding_slack()")
-    loss_range = check_positive_float(loss_range, "loss_range", "hoeffding_slack()")
+    return _hoeffding_slack(n, log_term, check_positive_float(loss_range, "loss_range", "hoeffding_slack()"))
+
+
+def _hoeffding_slack(n: int, log_term: float, loss_range: float = 1.0) -> float:
     return loss_range * math.sqrt(log_term / (2 * n))
 
 
@@ -100,7 +106,10 @@ def bernstein_slack(n: int, delta: float, assume_var: float, family_size: int = 
     where = "bernstein_slack()"
     n, log_term = log_confidence(n, delta, family_size, where)
     assume_var = check_assumed_variance(assume_var, where, required=True)
-    loss_range = check_positive_float(loss_range, "loss_range", where)
+    return _bernstein_slack(n, log_term, assume_var, check_positive_float(loss_range, "loss_range", where))
+
+
+def _bernstein_slack(n: int, log_term: float, assume_var: float, loss_range: float = 1.0) -> float:
     return 2 * loss_range * log_term / (3 * n) + math.sqrt(2 * assume_var * log_term / n)
 
 
@@ -109,7 +118,10 @@ def heldout_bernstein_value(n: int, k: int, delta: float, family_size: int = 1) 
     with a = k/n + 2L/(3n), b = 2L/n (derivation in the module docstring); 1 when a ≥ 1."""
     where = "heldout_bernstein_value()"
     n, log_term = log_confidence(n, delta, family_size, where)
-    n, k = check_counts(n, k, where)
+    return _heldout_bernstein_value(*check_counts(n, k, where), log_term)
+
+
+def _heldout_bernstein_value(n: int, k: int, log_term: float) -> float:
     a, b = k / n + 2 * log_term / (3 * n), 2 * log_term / n
     if a >= 1.0:
         return 1.0
@@ -123,7 +135,10 @@ def empirical_bernstein_slack(n: int, delta: float, sample_var: float, family_si
     _, log_term = log_confidence(n, delta, family_size, where)
     n = check_positive_int(n, "n", where, minimum=2)
     sample_var = check_positive_float(sample_var, "sample_var", where, allow_zero=True)
-    loss_range = check_positive_float(loss_range, "loss_range", where)
+    return _empirical_bernstein_slack(n, log_term, sample_var, check_positive_float(loss_range, "loss_range", where))
+
+
+def _empirical_bernstein_slack(n: int, log_term: float, sample_var: float, loss_range: float = 1.0) -> float:
     log_term += math.log(2)
     return math.sqrt(2 * sample_var * log_term / n) + 7 * loss_range * log_term / (3 * (n - 1))
 
@@ -131,21 +146,30 @@ def empirical_bernstein_slack(n: int, delta: float, sample_var: float, family_si
 def zero_one_sample_var(n: int, k: int) -> float:
     """Unbiased sample variance of n 0-1 losses with k ones: k(n − k)/(n(n − 1)); n ≥ 2."""
     n, k = check_counts(n, k, "zero_one_sample_var()")
-    n = check_positive_int(n, "n", "zero_one_sample_var()", minimum=2)
+    return _zero_one_sample_var(check_positive_int(n, "n", "zero_one_sample_var()", minimum=2), k)
+
+
+def _zero_one_sample_var(n: int, k: int) -> float:
     return k * (n - k) / (n * (n - 1))
 
 
 def heldout_binomial_value(n: int, k: int, delta: float, family_size: int = 1) -> float:
     """Bin⁻(n, k, δ/|F|): the exact test-set bound, at ln(δ/|F|) = −L (no underflow for any |F|)."""
     n, log_term = log_confidence(n, delta, family_size, "heldout_binomial_value()")
-    n, k = check_counts(n, k, "heldout_binomial_value()")
+    return _heldout_binomial_value(*check_counts(n, k, "heldout_binomial_value()"), log_term)
+
+
+def _heldout_binomial_value(n: int, k: int, log_term: float) -> float:
     return binomial_inverse_log(n, k, -log_term)
 
 
 def heldout_kl_value(n: int, k: int, delta: float, family_size: int = 1) -> float:
     """kl⁻¹(k/n, L/n)."""
     n, log_term = log_confidence(n, delta, family_size, "heldout_kl_value()")
-    n, k = check_counts(n, k, "heldout_kl_value()")
+    return _heldout_kl_value(*check_counts(n, k, "heldout_kl_value()"), log_term)
+
+
+def _heldout_kl_value(n: int, k: int, log_term: float) -> float:
     return kl_inverse_upper(k / n, log_term / n)
 
 
@@ -171,32 +195,37 @@ def heldout_bound(name: str, n: int, k: int, *, delta: float, family_size: int =
     """The held-out bound `name` for k errors among n held-out points, as a Bound (0-1 loss, C = 1);
     `assume_var` only for heldout_bernstein (None: assumption-free)."""
     where = f"{name}()"
+    check_choice(name, "name", "heldout_bound()", REFS)
     n, log_term = log_confidence(n, delta, family_size, where)
     n, k = check_counts(n, k, where)
+    assume_var = check_assumed_variance(assume_var, where) if name == "heldout_bernstein" else None
+    return bound_from_counts(name, n, k, log_term, delta, family_size, assume_var)
+
+
+def bound_from_counts(name: str, n: int, k: int, log_term: float, delta: float, family_size: int,
+                      assume_var: float | None) -> Bound:
+    """heldout_bound on arguments its caller has checked (log_term = L = ln(|F|/δ)): no check repeated."""
     emp = k / n
     terms: dict[str, float] = {"n": float(n), "errors": float(k), "empirical_error": emp,
                                "log_family_size": math.log(family_size), "log_confidence": log_term}
     assumptions = ASSUMPTIONS
     if name == "heldout_hoeffding":
-        value = emp + hoeffding_slack(n, delta, family_size)
+        value = emp + _hoeffding_slack(n, log_term)
+    elif name == "heldout_bernstein" and assume_var is None:
+        value = _heldout_bernstein_value(n, k, log_term)
     elif name == "heldout_bernstein":
-        assume_var = check_assumed_variance(assume_var, where)
-        if assume_var is None:
-            value = heldout_bernstein_value(n, k, delta, family_size)
-        else:
-            terms["var_assumed"] = assume_var
-            value = emp + bernstein_slack(n, delta, assume_var, family_size)
-            assumptions += (f"assumes Var ≤ {assume_var:g} for the 0-1 loss of f, i.e. R(1 − R) ≤ "
-                            f"{assume_var:g}: an assumption about the population error R itself",)
+        terms["var_assumed"] = assume_var
+        value = emp + _bernstein_slack(n, log_term, assume_var)
+        assumptions += (f"assumes Var ≤ {assume_var:g} for the 0-1 loss of f, i.e. R(1 − R) ≤ "
+                        f"{assume_var:g}: an assumption about the population error R itself",)
     elif name == "heldout_empirical_bernstein":
-        terms["sample_var"] = zero_one_sample_var(n, k) if n >= 2 else 0.0
+        terms["sample_var"] = _zero_one_sample_var(n, k) if n >= 2 else 0.0
         # M&P's 7C·L/(3(n − 1)) is infinite at n = 1: the bound exists (vacuous), rather than an error
-        value = emp + empirical_bernstein_slack(n, delta, terms["sample_var"], family_size) if n >= 2 else math.inf
+        value = emp + _empirical_bernstein_slack(n, log_term, terms["sample_var"]) if n >= 2 else math.inf
     elif name == "heldout_kl":
-        value = heldout_kl_value(n, k, delta, family_size)
+        value = _heldout_kl_value(n, k, log_term)
     else:
-        check_choice(name, "name", "heldout_bound()", REFS)
-        value = heldout_binomial_value(n, k, delta, family_size)
+        value = _heldout_binomial_value(n, k, log_term)
     terms["slack"] = value - emp
     terms["below_empirical"] = float(value < emp)      # only Bin⁻ at δ/|F| > 1/2 (module docstring)
     return Bound(name, value, delta, QUANTITY, terms, REFS[name], assumptions)

@@ -33,7 +33,7 @@ of the trained net itself. The posterior is not optimized (Dziugaite & Roy 2017 
 do): posterior_std must be chosen without the training points for the guarantee to hold.
 
 The prior mean must not depend on the n points. `init` may be a Run: its init_state is the prior mean and its
-init_source says where that came from (:mod:`gapbench.run`); a mean trained on other points (e.g. phase 1 of
+init_source says where that came from (:mod:`gapbench.trained`); a mean trained on other points (e.g. phase 1 of
 two-phase training) is accepted only when `data` is a Split whose points (same source pool) are disjoint from
 every point that produced it, and refused otherwise. A plain module or state_dict carries no record: the
 result's assumptions then say that the prior mean is assumed data-independent. Floating-point buffers
@@ -61,11 +61,11 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from ..data.types import Split
+from ..data.types import Split, as_xy
 from ..errors import GapbenchError, check_positive_float, check_positive_int, check_probability, param_error
 from ..evaluate import EVAL_BATCH, eval_mode, margins_from_logits
-from ..run import Run, data_ancestry
-from . import BOUNDS, _as_pair
+from ..trained import Run, data_ancestry
+from . import BOUNDS
 from .kl import kl_inverse_upper
 from .types import Bound
 
@@ -92,9 +92,6 @@ def kl_diag_gaussians(mean_q: torch.Tensor, std_q: torch.Tensor | float, mean_p:
 
 def _prior_mean(init: Any, where: str) -> tuple[Mapping[str, torch.Tensor], dict[str, Any] | None]:
     """The state_dict of the prior mean and its init_source record (None for a plain module or state_dict)."""
-    if init is None:
-        raise param_error("init", where, "a Run, an nn.Module or a state_dict with the initial weights (the "
-                          "prior mean)", None, "Pass init=run (bound(..., init=run)).")
     if isinstance(init, Run):
         return init.init_state, init.init_source
     state = init.state_dict() if isinstance(init, nn.Module) else init
@@ -227,7 +224,7 @@ def pacbayes_kl(model: nn.Module, data: Split | tuple[torch.Tensor, torch.Tensor
     w0 = _init_params(model, state, where)
     _check_buffers(model, state, where)
     prior_text = _prior_assumption(source, data, where)
-    pair = _as_pair(data, where)
+    pair = as_xy(data, where)
     posterior_std = check_positive_float(posterior_std, "posterior_std", where)
     grid = _check_grid(prior_std_grid, where)
     n_mc = check_positive_int(n_mc, "n_mc", where)

@@ -55,7 +55,7 @@ import math
 import torch
 from torch import nn
 
-from .. import deep_paths as dp
+from ..analysis import deep_paths as dp
 from ..errors import GapbenchError, check_positive_float, check_positive_int, check_probability
 from . import BOUNDS
 from .types import Bound
@@ -188,7 +188,7 @@ def kkb2017_theorem8(model: nn.Module, data: tuple[torch.Tensor, torch.Tensor], 
                      population: tuple[torch.Tensor, torch.Tensor] | None = None,
                      max_paths: int = dp.MAX_PATHS, **constants: float) -> Bound:
     """Theorem 8 of KKB on `data` = (x, y), the m_σ points of S∖S_αm, for a bias-free FC ReLU net or a
-    :class:`~gapbench.deep_paths.TwoPhaseNet` (w̄ from its value net, gates from its gate net).
+    :class:`~gapbench.analysis.deep_paths.TwoPhaseNet` (w̄ from its value net, gates from its gate net).
 
     Give either all six constants ``c_zz, gamma2_zz, c_yz, gamma2_yz, c_y, gamma2_y`` (a bound under the
     listed assumptions), or ``population=(x, y)``, a held-out sample standing in for the distribution, from
@@ -236,5 +236,5 @@ def kkb2017_theorem8(model: nn.Module, data: tuple[torch.Tensor, torch.Tensor], 
                   "(E = its mean, i over S∖S_αm): this is an estimate, not a bound"), is_estimate=True)
 
 
-BOUNDS.register("kkb2017_theorem8", quantity=QUANTITY, reference=REFERENCE,
-                needs=("model", "data", "delta"))(kkb2017_theorem8)
+BOUNDS.register("kkb2017_theorem8", kkb2017_theorem8, quantity=QUANTITY, reference=REFERENCE,
+                needs=("model", "data", "delta"))

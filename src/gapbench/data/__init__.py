@@ -7,9 +7,9 @@ training subsets, validation splits and random labels. ``load_data(DataConfig(..
 """
 
 from .cifar import load_cifar10_arrays, read_cifar_batch
+from .files import Checksum, file_digest, resolve_data_dir
 from .idx import read_idx, write_idx
 from .mnist import load_mnist_arrays
-from .paths import Checksum, file_digest, resolve_data_dir
 from .registry import DATASETS, DatasetInfo, list_datasets, load_data, pool_id
 from .subsets import corrupt_labels, draw_subset
 from .synthetic import hypersphere, hypersphere_sprime, nk_linear, nk_linear_sprime

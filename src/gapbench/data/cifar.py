@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import DataError
-from .paths import Checksum, download, file_digest, file_key, missing_error, verify_file
+from .files import Checksum, download, file_digest, file_key, missing_error, verify_file
 
 FOLDER = "cifar-10-batches-py"
 ARCHIVE_NAME = "cifar-10-python.tar.gz"

@@ -3,7 +3,7 @@ say what is there.
 
 A fetch reads each canonical download (MNIST / Fashion-MNIST: the four IDX ``.gz`` files; CIFAR-10: the
 python-pickle archive) from its canonical URL, or from a mirror given as ``source`` (a base URL, or a local
-directory holding the same file names), through :func:`gapbench.data.paths.download`: checksum-verified
+directory holding the same file names), through :func:`gapbench.data.files.download`: checksum-verified
 against the canonical tables in mnist.py / cifar.py, written atomically, nothing left behind on failure.
 Files already present and verified are skipped. The status of a dataset is what its loader would find: the
 same directories in the same order, the same checksum tables.
@@ -18,7 +18,7 @@ from pathlib import Path
 
 from ..errors import DataError, GapbenchError, param_error, unknown_name
 from . import cifar, mnist
-from .paths import Checksum, download, fetch_command, file_digest, find_file, resolve_data_dir
+from .files import Checksum, download, fetch_command, file_digest, find_file, resolve_data_dir
 from .registry import DATASETS
 
 FETCHABLE = ("mnist", "fashion_mnist", "cifar10")   # the registered datasets with kind 'file'

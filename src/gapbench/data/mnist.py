@@ -25,8 +25,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import DataError, unknown_name
+from .files import Checksum, download, file_digest, file_key, find_file, missing_error, verify_file
 from .idx import MAGIC_IMAGES, MAGIC_LABELS, read_idx
-from .paths import Checksum, download, file_digest, file_key, find_file, missing_error, verify_file
 
 STEMS = {"train_images": "train-images-idx3-ubyte", "train_labels": "train-labels-idx1-ubyte",
          "test_images": "t10k-images-idx3-ubyte", "test_labels": "t10k-labels-idx1-ubyte"}

@@ -17,7 +17,7 @@ from ..errors import check_positive_int, unknown_name
 from ..registry import Registry
 from . import cifar, mnist, synthetic
 from .assemble import file_dataset, generated_dataset, require_n_train
-from .paths import resolve_data_dir
+from .files import resolve_data_dir
 from .types import Dataset
 
 
@@ -45,15 +45,16 @@ def list_datasets() -> list[DatasetInfo]:
     return [DatasetInfo(e.name, e.description, e.reference, e.kind, dict(e.params)) for e in DATASETS]
 
 
-def load_data(cfg: DataConfig | str, data_dir: str | Path | None = None, device: str = "cpu", *,
-              download: bool = False, verify: bool = True) -> Dataset:
-    """The Dataset `cfg` describes, as tensors on `device`.
+def load_data(cfg: DataConfig | str = "mnist", data_dir: str | Path | None = None, device: str = "cpu", *,
+              download: bool = False, verify: bool = True, **fields: Any) -> Dataset:
+    """The Dataset `cfg` describes, as tensors on `device`: ``load_data('mnist', n_train=1000)`` or
+    ``load_data(DataConfig(...))``; `fields` are DataConfig fields (replacing those of a given DataConfig).
 
     `data_dir`: see :func:`resolve_data_dir`. `download=True` fetches missing files of a dataset with a known
     canonical URL (checksum-verified, atomic); it is off by default so nothing touches the network unasked.
     `verify=False` skips the checksum comparison (the file's SHA-256 is still recorded in ``info``).
     """
-    cfg = DataConfig(name=cfg) if isinstance(cfg, str) else cfg
+    cfg = DataConfig(name=cfg, **fields) if isinstance(cfg, str) else replace(cfg, **fields)
     entry = DATASETS.get(cfg.name)
     unknown = sorted(set(cfg.options) - set(entry.params))
     if unknown:
@@ -147,24 +148,24 @@ def _test_seed(options: dict[str, Any], name: str) -> int:
     return check_positive_int(options["test_seed"], "test_seed", f"load_data('{name}')", minimum=0)
 
 
-DATASETS.add("mnist", _idx_loader("mnist"),
+DATASETS.register("mnist", _idx_loader("mnist"),
              description="60k/10k 28x28 handwritten digits, pixels in [0, 1], shape (1, 28, 28)",
              reference="LeCun, Cortes & Burges 1998, The MNIST database of handwritten digits",
              kind="file", params=dict(FILE_PARAMS))
-DATASETS.add("fashion_mnist", _idx_loader("fashion_mnist"),
+DATASETS.register("fashion_mnist", _idx_loader("fashion_mnist"),
              description="60k/10k 28x28 clothing images (MNIST's IDX format), pixels in [0, 1]",
              reference="Xiao, Rasul & Vollgraf 2017, Fashion-MNIST, arXiv:1708.07747",
              kind="file", params=dict(FILE_PARAMS))
-DATASETS.add("cifar10", _load_cifar10,
+DATASETS.register("cifar10", _load_cifar10,
              description="50k/10k 32x32 colour images, 10 classes (python-pickle distribution), (3, 32, 32)",
              reference="Krizhevsky 2009, Learning Multiple Layers of Features from Tiny Images",
              kind="file", params=dict(FILE_PARAMS))
-DATASETS.add("hypersphere", _load_hypersphere,
+DATASETS.register("hypersphere", _load_hypersphere,
              description="two concentric spheres in R^dim, label 0 inner, 1 outer; extra split S' (sprime)",
              reference="Nagarajan & Kolter 2019, NeurIPS, §4 (defaults: NK's blog, dim 500, radii 1 / 1.2)",
              kind="generated",
              params={"dim": 500, "r_inner": 1.0, "r_outer": 1.2, "test_seed": 0})
-DATASETS.add("nk_linear", _load_nk_linear,
+DATASETS.register("nk_linear", _load_nk_linear,
              description="NK's linear example x = (2y·u, N(0, noise_var_scale/D·I_D)); extra split S' (-x2)",
              reference="Nagarajan & Kolter 2019, NeurIPS, §3 (constants reconstructed [verify])",
              kind="generated",

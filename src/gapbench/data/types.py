@@ -15,6 +15,8 @@ from typing import Any
 
 import torch
 
+from ..errors import param_error, unknown_name
+
 
 @dataclass(frozen=True)
 class Split:
@@ -52,7 +54,6 @@ class Dataset:
 
     def split(self, name: str) -> Split:
         """Return the split called `name` ('train', 'val', 'test' or an extra split)."""
-        from ..errors import unknown_name
         known = {"train": self.train, "test": self.test, **self.extra}
         if self.val is not None:
             known["val"] = self.val
@@ -64,3 +65,20 @@ class Dataset:
         return replace(self, train=self.train.to(device), test=self.test.to(device),
                        val=None if self.val is None else self.val.to(device),
                        extra={k: v.to(device) for k, v in self.extra.items()})
+
+
+def as_xy(data: Any, where: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """(x, y) of a :class:`Split` or an (x, y) tensor pair, checked: n ≥ 1 rows, x of shape (n, ...), y (n,).
+    The one normalization of the ``data`` argument of measures, bounds and certificates."""
+    if isinstance(data, Split):
+        x, y = data.x, data.y
+    elif (isinstance(data, (tuple, list)) and len(data) == 2
+          and all(isinstance(t, torch.Tensor) for t in data)):
+        x, y = data
+    else:
+        raise param_error("data", where, "a Split or an (x, y) pair of tensors", type(data).__name__,
+                          "Pass e.g. dataset.test or (x, y).")
+    if y.dim() != 1 or x.shape[0] != y.shape[0] or x.shape[0] == 0:
+        raise param_error("data", where, "a non-empty (x, y) pair with x of shape (n, ...) and y of shape (n,)",
+                          f"x of shape {tuple(x.shape)} and y of shape {tuple(y.shape)}")
+    return x, y

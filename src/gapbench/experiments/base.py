@@ -1,7 +1,7 @@
 """What an experiment is: data (presets, a grid, claims, a plot), no training code.
 
 An :class:`Experiment` turns a preset's parameters into job configs (one per trained model or model pair);
-the sweep runs the named job function on each; the claims are predicates over the stored results table.
+the sweep runs its job function on each; the claims are predicates over the stored results table.
 """
 
 from __future__ import annotations
@@ -60,11 +60,12 @@ class Experiment:
     summary: str                                 # one paragraph: what it shows
     presets: Mapping[str, Mapping[str, Any]]     # preset name -> parameters
     points: Callable[[Mapping[str, Any]], list[dict[str, Any]]]  # params -> job configs (JSON dicts)
-    job: str                                     # 'module:function' run on each config by the sweep
+    job: Callable[..., Any]                      # fn(config, runtime, out_dir) -> JobResult, run on each config
     claims: tuple[Claim, ...] = ()
     plot: Callable[..., Any] | None = None       # plot(table, fig, params) draws the figure
-    slopes: Callable[[Table], dict[str, float]] | None = None   # summary statistics of the whole table
-    slopes_label: str = "slope (log-log, median over seeds)"   # what those statistics are, for the summary
+    statistics: Callable[[Table], dict[str, float]] | None = None   # summary statistics of the whole table:
+                                                                 # log-log slopes, Kendall τ, ...
+    statistics_label: str = "slope (log-log, median over seeds)"   # what those statistics are, for the summary
     notes: Mapping[str, str] = field(default_factory=dict)  # preset -> what it changes vs the paper
     spec: Mapping[str, Param] = field(default_factory=dict)  # every preset key -> its type and range (params.py)
 

@@ -12,8 +12,10 @@ from ..config import DataConfig, ModelConfig, RunConfig, TrainConfig, to_dict
 from . import register
 from .base import Claim, Experiment
 from .file_datasets import check_sizes, dataset_param
+from .jobs import train_measure
 from .params import count, mapping, positive
 from .plotting import loglog_panel
+from .quantities import DecompositionSpec, quantities_json
 from .table import slope_of
 
 
@@ -31,8 +33,9 @@ def points(p):
                 train=TrainConfig(loss="squared", lr=p["lr"], batch_size=p["batch_size"], max_epochs=p["max_epochs"],
                                   stop="epochs", sgd_seed=seed))
             out.append({"hp": {"n_train": m, "seed": seed, "dataset": p["dataset"]}, "run": to_dict(run),
-                        "quantities": [{"decomposition": "thm7", "split": "train", "population": "test",
-                                        "n_population": p["n_population"], "top_k": 5}]})
+                        "quantities": quantities_json([DecompositionSpec(
+                            "thm7", population="test", n_population=p["n_population"], split="train",
+                            top_k=5)])})
     return out
 
 
@@ -84,10 +87,10 @@ EXPERIMENT = register(Experiment(
                   "seeds": 2},
     },
     points=points,
-    job="gapbench.jobs:train_measure",
+    job=train_measure,
     claims=(Claim("identity_exact", "|LHS − RHS| ≤ 1e-6·max(1, |LHS|) for every model", _identity),),
     plot=plot,
-    slopes=slopes,
+    statistics=slopes,
     notes={"smoke": "two tiny nets", "quick": "2 hidden layers of 64, m = 100 … 800, 2,000 population points",
            "synthetic": "the small synthetic task: two spheres in R^20", "demo": "as quick",
            "paper": "KKB give no sizes; 2 hidden layers of 128, m up to 2,000, 4,000 population points"},

@@ -1,6 +1,6 @@
 """kkb2017-linear-memorization: an overparameterized linear model fits any labels, and the interpolants
 min-norm + c·v keep every training and test prediction while the norm grows without bound
-(Kawaguchi, Kaelbling & Bengio, §3 / SPEC §4.8). Closed form: see gapbench.linear.memorization_job.
+(Kawaguchi, Kaelbling & Bengio, §3 / SPEC §4.8). Closed form: see gapbench.analysis.memorization.
 
 v lies in the null space of the training features AND is orthogonal to the span of the evaluated test
 features (SPEC's construction), so test predictions are identical by design: the point is that the norm,
@@ -11,11 +11,10 @@ from __future__ import annotations
 
 from ..errors import ConfigError
 from . import register
+from .analysis_jobs import memorization_job
 from .base import Claim, Experiment
 from .file_datasets import FILE_DATASETS, check_sizes, dataset_param, hp_dataset
 from .params import choice, count, fraction, nonnegative
-
-JOB = "gapbench.linear:memorization_job"
 
 
 def points(p):
@@ -112,7 +111,7 @@ EXPERIMENT = register(Experiment(
         "demo": {**BASE, "d_features": 3000, "n_train": 500, "n_test": 2000, "seeds": 1, "c": [0.0, 1.0, 1e4, 1e8]},
     },
     points=points,
-    job=JOB,
+    job=memorization_job,
     claims=(Claim("test_error_constant", "test error constant across c to 1e-9", _test_error_constant),
             Claim("norm_grows_1e6", "norm grows by ≥ 10⁶", _norm_growth),
             Claim("random_labels_memorized", "zero training error on random labels", _random_labels_fit)),

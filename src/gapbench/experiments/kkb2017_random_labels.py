@@ -8,7 +8,9 @@ from ..config import DataConfig, ModelConfig, RunConfig, TrainConfig, to_dict
 from . import register
 from .base import Claim, Experiment
 from .file_datasets import check_sizes, dataset_param, hp_dataset
+from .jobs import train_measure
 from .params import count, fraction, positive
+from .quantities import BoundSpec, MeasureSpec, quantities_json
 
 NORMS = ("spectral_product", "frobenius_product", "path_norm_l2", "dist_from_init_fro", "bartlett2017_complexity")
 
@@ -16,8 +18,8 @@ NORMS = ("spectral_product", "frobenius_product", "path_norm_l2", "dist_from_ini
 def points(p):
     check_sizes(p, "kkb2017-random-labels", train=("n_train", "n_val"), test=("n_test",))
     family = len(p["label_noise"]) * p["seeds"]
-    quantities = ([{"bound": "heldout_binomial", "split": "val", "params": {"family_size": family}, "delta": 0.05}]
-                  + [{"measure": n} for n in NORMS])
+    quantities = quantities_json([BoundSpec("heldout_binomial", split="val", params={"family_size": family},
+                                            delta=0.05)] + [MeasureSpec(n) for n in NORMS])
     out = []
     for noise in p["label_noise"]:
         for seed in range(p["seeds"]):
@@ -100,7 +102,7 @@ EXPERIMENT = register(Experiment(
         "paper": {**BASE, "n_train": 10000, "seeds": 2, "width": 1024, "max_epochs": 400},
     },
     points=points,
-    job="gapbench.jobs:train_measure",
+    job=train_measure,
     claims=(Claim("memorizes", "train error ≤ 0.01 at every label-noise fraction", _train_error),
             Claim("test_error_increases", "test error increases with the label-noise fraction",
                   _test_error_increases),

@@ -16,6 +16,7 @@ import numpy as np
 from ..config import DataConfig, ModelConfig, RunConfig, TrainConfig, to_dict
 from ..errors import ConfigError
 from . import register
+from .analysis_jobs import two_phase_job
 from .base import Claim, Experiment
 from .file_datasets import check_sizes, dataset_param, hp_dataset
 from .params import Param, choice, count, flag, fraction, nonnegative, positive
@@ -209,7 +210,7 @@ EXPERIMENT = register(Experiment(
         "ablation": ABLATION,
     },
     points=points,
-    job="gapbench.two_phase:two_phase_job",
+    job=two_phase_job,
     claims=(Claim("accuracy_ratio", "two-phase ÷ standard test accuracy ≥ 0.998 at every α", _ratio_claim,
                   expected_not_held={
                       "smoke": "a width-32 MLP trained 2 epochs on 300 points is far from converged; measured "

@@ -18,7 +18,9 @@ from ..config import DataConfig, ModelConfig, RunConfig, TrainConfig, to_dict
 from . import register
 from .base import Claim, Experiment
 from .file_datasets import check_sizes, dataset_param, hp_dataset
+from .jobs import train_measure
 from .params import count, fraction, positive
+from .quantities import BoundSpec, MeasureSpec, quantities_json
 
 HELDOUT = ("heldout_binomial", "heldout_kl", "heldout_hoeffding", "heldout_empirical_bernstein",
            "heldout_bernstein")
@@ -31,19 +33,17 @@ def _grid(p):
     return list(itertools.product(p["width"], p["depth"], p["lr"], p["epochs"], p["label_noise"]))
 
 
-def _bounds(family: int, suffix: str) -> list[dict]:
-    out = []
-    for name in HELDOUT:
-        params = {"family_size": family}     # heldout_bernstein: the assumption-free form (no assume_var)
-        out.append({"bound": name, "as": name + suffix, "split": "val", "params": params, "delta": 0.05})
-    return out
+def _bounds(family: int, suffix: str) -> list[BoundSpec]:
+    # heldout_bernstein: the assumption-free form (no assume_var)
+    return [BoundSpec(name, as_=name + suffix, split="val", params={"family_size": family}, delta=0.05)
+            for name in HELDOUT]
 
 
 def points(p):
     check_sizes(p, "kkb2017-validation", train=("n_train", "n_val"), test=("n_test",))
     grid = _grid(p)
     family = len(grid)
-    quantities = _bounds(family, "") + _bounds(BIG_FAMILY, "_F1e9") + [{"measure": n} for n in NORMS]
+    quantities = quantities_json(_bounds(family, "") + _bounds(BIG_FAMILY, "_F1e9") + [MeasureSpec(n) for n in NORMS])
     configs = []
     for width, depth, lr, epochs, noise in grid:
         run = RunConfig(
@@ -87,7 +87,7 @@ def _norms_do_not_order(t, p):
     return all(v < bound_tau for v in taus.values()), taus[best_norm], detail
 
 
-def slopes(t):
+def kendall_taus(t):
     return {f"kendall_tau_{n}": kendall(t, n) for n in NORMS + ("heldout_binomial",)}
 
 
@@ -103,7 +103,7 @@ def plot(t, fig, p):
     ax1.set_title("held-out bounds vs test error, one point per model", fontsize=10)
     ax1.legend(fontsize=7)
     ax1.grid(True, alpha=0.3)
-    taus = slopes(t)
+    taus = kendall_taus(t)
     names = list(taus)
     ax2.barh(range(len(names)), [taus[n] for n in names])
     ax2.set_yticks(range(len(names)), [n.removeprefix("kendall_tau_") for n in names], fontsize=8)
@@ -136,14 +136,14 @@ EXPERIMENT = register(Experiment(
                   "epochs": [1, 5, 20]},
     },
     points=points,
-    job="gapbench.jobs:train_measure",
+    job=train_measure,
     claims=(Claim("bounds_hold", "every bound ≥ test error (≤ 5 % exceptions at δ = 0.05)", _violations),
             Claim("best_model_tight", "binomial bound − test error ≤ 0.03 for the selected model", _best_model_gap),
             Claim("norms_do_not_order", "no norm measure orders models better than the validation bound",
                   _norms_do_not_order)),
     plot=plot,
-    slopes=slopes,
-    slopes_label="across the family,",
+    statistics=kendall_taus,
+    statistics_label="across the family,",
     notes={"smoke": "tiny plumbing check", "quick": "3,000 training points, 24 models",
            "demo": "3,000 training points, 12 models (one hidden layer)",
            "paper": "full MNIST (50,000 train / 10,000 validation), 72 models"},

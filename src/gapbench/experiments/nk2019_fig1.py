@@ -15,8 +15,10 @@ from ..config import DataConfig, ModelConfig, RunConfig, TrainConfig, to_dict
 from . import register
 from .base import Claim, Experiment
 from .file_datasets import check_sizes, dataset_param, hp_dataset
+from .jobs import train_pair
 from .params import choice, count, flag, fraction, nonnegative, positive
 from .plotting import loglog_panel
+from .quantities import MeasureSpec, PerLayerSpec, QuantitySpec, quantities_json
 from .table import slope_of
 
 COMPLEXITIES = ("bartlett2017_complexity", "neyshabur2018_complexity")
@@ -33,15 +35,14 @@ def run_config(p, m: int, pair: int) -> RunConfig:
                           sgd_seed=pair))
 
 
-def quantities(p, m: int) -> list[dict]:
-    out = [{"measure": "dist_from_init_fro"}, {"measure": "spectral_product"},
-           {"per_layer": "dist_from_init_fro"}]
+def quantities(p, m: int) -> list[QuantitySpec]:
+    out = [MeasureSpec("dist_from_init_fro"), MeasureSpec("spectral_product"), PerLayerSpec("dist_from_init_fro")]
     for name in COMPLEXITIES:
-        out.append({"measure": name})
-        out.append({"measure": name, "as": f"{name}_normalized",
-                    "params": {"normalize": "gamma_sqrt_m", "gamma": p["gamma"]}})
-        out.append({"measure": name, "as": f"{name}_normalized_median",
-                    "params": {"normalize": "gamma_sqrt_m", "gamma": "median"}})
+        out.append(MeasureSpec(name))
+        out.append(MeasureSpec(name, as_=f"{name}_normalized",
+                               params={"normalize": "gamma_sqrt_m", "gamma": p["gamma"]}))
+        out.append(MeasureSpec(name, as_=f"{name}_normalized_median",
+                               params={"normalize": "gamma_sqrt_m", "gamma": "median"}))
     return out
 
 
@@ -50,7 +51,7 @@ def points(p):
     return [{"hp": {"n_train": m, "pair": pair, "batch_size": p["batch_size"], "loss": p["loss"],
                     "depth": p["depth"], "width": p["width"], "gamma": p["gamma"], **hp_dataset(p)},
              "run": to_dict(run_config(p, m, pair)), "pair_subset_seed": 2 * pair + 1,
-             "quantities": quantities(p, m)}
+             "quantities": quantities_json(quantities(p, m))}
             for m in p["m"] for pair in range(p["pairs"])]
 
 
@@ -126,7 +127,7 @@ EXPERIMENT = register(Experiment(
         "paper": PAPER,
     },
     points=points,
-    job="gapbench.jobs:train_pair",
+    job=train_pair,
     claims=(
         Claim("test_error_decreases", "test-error slope < 0 (paper: −0.43)",
               _slope_claim(lambda p: "test_error", -1, "paper: −0.43")),
@@ -142,7 +143,7 @@ EXPERIMENT = register(Experiment(
         Claim("stop_rule_reached", "every run reached the margin stop rule", _converged),
     ),
     plot=plot,
-    slopes=slopes,
+    statistics=slopes,
     notes={"smoke": "2 hidden layers of 64, γ* = 2, m = 32, 64: a plumbing check, not the phenomenon",
            "quick": "the paper's protocol (batch 1, γ* = 10) at m = 128 … 1024, one pair of draws",
            "paper": "m = 128 … 32,768, one pair of draws per m",

@@ -13,6 +13,7 @@ from __future__ import annotations
 from ..config import DataConfig, ModelConfig, RunConfig, TrainConfig, to_dict
 from . import register
 from .base import Claim, Experiment
+from .jobs import train_measure
 from .params import choice, count, fraction, positive
 from .plotting import loglog_panel
 from .table import slope_of
@@ -84,13 +85,13 @@ EXPERIMENT = register(Experiment(
                   "width": 100000},
     },
     points=points,
-    job="gapbench.jobs:train_measure",
+    job=train_measure,
     claims=(Claim("test_error_decreases", "test error decreases with m", _test_error_decreases),
             Claim("sprime_error_ge_095", "error on S' ≥ 0.95 at every m", _sprime,
                   expected_not_held={"smoke": "d = 50, width 100 is a plumbing check (preset note), far from NK's "
                                               "d = 500, width 10,000; measured min error on S' 0.61"})),
     plot=plot,
-    slopes=slopes,
+    statistics=slopes,
     notes={"smoke": "d = 50, width 100: plumbing only", "quick": "d = 200, width 1,000, m = 256 … 2,048",
            "demo": "as quick: d = 200, width 1,000, m = 256 … 2,048 (the blog's d = 500, width 10,000 is slower)",
            "blog": "NK's blog notebook settings", "paper": "poster settings; GPU scale (width 100,000)"},

@@ -1,5 +1,5 @@
 """nk2019-linear: the overparameterized linear example where every two-sided uniform-convergence bound is
-vacuous (Nagarajan & Kolter 2019, §3 / SPEC §4.3). Closed form: see gapbench.linear.
+vacuous (Nagarajan & Kolter 2019, §3 / SPEC §4.3). Closed form: see gapbench.analysis.nk_linear.
 
 The data constants (‖u‖ = 1/√m, x2 ~ N(0, 32/D·I), D = 1000·m) are reconstructed [verify] from NK's
 description: they are the preset keys u_norm_scale, noise_var_scale and noise_dim_factor.
@@ -8,12 +8,12 @@ description: they are the preset keys u_norm_scale, noise_var_scale and noise_di
 from __future__ import annotations
 
 from . import register
+from .analysis_jobs import nk_linear_job
 from .base import Claim, Experiment
 from .params import count, positive
 from .plotting import loglog_panel
 from .table import slope_of
 
-JOB = "gapbench.linear:nk_linear_job"
 BASE = {"noise_dim_factor": 1000, "noise_var_scale": 32.0, "u_norm_scale": 1.0}
 
 
@@ -79,12 +79,12 @@ EXPERIMENT = register(Experiment(
         "demo": {"m": [16, 32, 64, 128, 256], "seeds": 1, **BASE},
     },
     points=points,
-    job=JOB,
+    job=nk_linear_job,
     claims=(Claim("test_error_small", "test error ≤ 0.01 at every m", _max_test_error),
             Claim("sprime_all_wrong", "error on S' = 1.0 at every m", _min_sprime_error),
             Claim("w_norm_slope_half", "‖w‖ grows with slope ≈ 0.5 in m", _norm_slope)),
     plot=plot,
-    slopes=slopes,
+    statistics=slopes,
     notes={"smoke": "three small m, one draw", "quick": "m ≤ 512, three draws",
            "paper": "m up to 2048 (D = 1000·m), five draws", "demo": "m ≤ 256, one draw"},
 ))

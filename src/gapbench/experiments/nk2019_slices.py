@@ -1,5 +1,5 @@
 """nk2019-slices: SGD's hypersphere classifier is complex near its training points and simple at large
-scale (Nagarajan & Kolter 2019, §4 / SPEC §4.4). See gapbench.slices for the construction."""
+scale (Nagarajan & Kolter 2019, §4 / SPEC §4.4). See gapbench.analysis.slices for the construction."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from scipy import stats
 
 from ..config import to_dict
 from . import register
+from .analysis_jobs import slices_job
 from .base import Claim, Experiment
 from .nk2019_hypersphere import BLOG
 from .nk2019_hypersphere import SPEC as HYPERSPHERE_SPEC
@@ -135,7 +136,7 @@ def plot(t, fig, p):
 
 SLICES = {"radius_fraction": 1.0,  # disc radius ÷ (r_outer − r_inner): SPEC "≈ spacing" [verify]
            "n_centers": 50, "n_samples": 400, "resolution": 200,
-           "n_dirs": 2000}  # random directions for the network's own fitted sphere (gapbench.slices)
+           "n_dirs": 2000}  # random directions for the network's own fitted sphere (gapbench.analysis.slices)
 
 SPEC = {**HYPERSPHERE_SPEC, "m": count(), "radius_fraction": positive(), "n_centers": count(), "n_samples": count(),
         "resolution": count(2), "n_dirs": count()}
@@ -155,7 +156,7 @@ EXPERIMENT = register(Experiment(
         "demo": {**BLOG, **SLICES, "m": 1024, "seeds": 2, "dim": 200, "width": 1000, "n_test": 1024},
     },
     points=points,
-    job="gapbench.slices:slices_job",
+    job=slices_job,
     claims=(Claim("complex_near_training_points", "label disagrees with the network's own large-scale "
                   "(spherical) rule more often near training points than near test points (paired over seeds, "
                   "the 95 % t interval of the mean difference above 0)", _complex_near_train,

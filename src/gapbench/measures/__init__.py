@@ -10,10 +10,10 @@
 Every measure is pure (the model, init and data are never modified), computed in float64 on the model's
 device, deterministic for a given ``seed`` and never uses the global RNG. Per-layer values:
 :func:`per_layer`; per-example margins: :func:`per_example_margins`; per-output path norms:
-:func:`gapbench.deep_paths.path_norms_per_output`.
+:func:`gapbench.analysis.deep_paths.path_norms_per_output`.
 
 Modules: :mod:`.norms` (Frobenius, spectral, distance from init, counts), :mod:`.conv` (operator norms of
-conv layers), :mod:`.margins`, :mod:`.paths` (path norms), :mod:`.complexity` (Bartlett 2017, Neyshabur
+conv layers), :mod:`.margins`, :mod:`.path_norms`, :mod:`.complexity` (Bartlett 2017, Neyshabur
 2018/2019), :mod:`.sharpness` (PAC-Bayes flatness), :mod:`.jiang` (Jiang et al. 2020's forms).
 """
 
@@ -25,10 +25,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import GapbenchError, param_error, unknown_name
-from ..registry import Entry
-from . import complexity, jiang, margins, norms, paths, sharpness  # noqa: F401  (register the measures)
-from ._base import KINDS, MEASURES, as_xy, resolve_init, where
+from ..data.types import as_xy
+from ..errors import param_error, unknown_name
+from ..registry import Entry, check_params, keyword_params
+from . import complexity, jiang, margins, norms, path_norms, sharpness  # noqa: F401  (register the measures)
+from ._base import KINDS, MEASURES, resolve_init, where
 from .conv import conv_operator_norm_fft, conv_reshaped_spectral
 from .norms import PER_LAYER, per_layer_values
 from .sharpness import SharpnessResult, sharpness_search
@@ -46,18 +47,7 @@ def list_measures() -> list[Entry]:
 
 def accepted_params(name: str) -> dict[str, inspect.Parameter]:
     """The keyword-only parameters of measure `name` (what ``**params`` may hold)."""
-    fn = MEASURES.get(name).obj
-    return {p.name: p for p in inspect.signature(fn).parameters.values() if p.kind is p.KEYWORD_ONLY}
-
-
-def _check_params(accepted: dict[str, Any], params: dict[str, Any], required: list[str], caller: str) -> None:
-    unknown = sorted(set(params) - set(accepted))
-    listed = ", ".join(sorted(accepted)) or "none"
-    if unknown:
-        raise GapbenchError(f"{caller} got unknown parameter(s) {unknown}. Accepted parameters: {listed}.")
-    missing = [p for p in required if p not in params]
-    if missing:
-        raise GapbenchError(f"{caller} needs the parameter(s) {missing}. Accepted parameters: {listed}.")
+    return keyword_params(MEASURES.get(name).obj)
 
 
 def _check_model(model: Any, caller: str) -> None:
@@ -76,9 +66,9 @@ def measure(name: str, model: nn.Module, data: Any = None, *, init: Any = None, 
     entry = MEASURES.get(name)
     caller = where(name)
     _check_model(model, caller)
-    accepted = accepted_params(name)
-    required = [p for p, spec in accepted.items() if spec.default is inspect.Parameter.empty]
-    _check_params(accepted, params, required, caller)
+    accepted = keyword_params(entry.obj)
+    check_params(params, accepted, caller,
+                 required=[p for p, spec in accepted.items() if spec.default is inspect.Parameter.empty])
     if entry.needs_data and data is None:
         raise param_error("data", caller, "a Split or an (x, y) pair of tensors", None,
                           f"'{name}' is computed on data: pass e.g. dataset.train.")
@@ -105,7 +95,7 @@ def per_layer(name: str, model: nn.Module, data: Any = None, *, init: Any = None
         raise unknown_name("per-layer quantity", name, PER_LAYER)
     _check_model(model, caller)
     needs_init, accepted = PER_LAYER[name]
-    _check_params(dict.fromkeys(accepted), params, ["other"] if name == "dist_between" else [], caller)
+    check_params(params, dict.fromkeys(accepted), caller, required=["other"] if name == "dist_between" else [])
     if needs_init and init is None:
         raise param_error("init", caller, "the initial weights (an nn.Module or a state_dict)", None,
                           "Pass init=run.init_state.")

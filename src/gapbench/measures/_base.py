@@ -25,47 +25,21 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..data.types import Split
 from ..errors import GapbenchError, param_error
 from ..layers import WeightLayer, weight_layers
 from ..registry import Registry
 
-MEASURES: Registry[Callable[..., float]] = Registry(
-    "measure", required=("kind", "needs_data", "needs_init", "higher_is_better", "reference"))
 KINDS = ("norm", "margin", "sharpness", "path", "complexity", "count")
+MEASURES: Registry[Callable[..., float]] = Registry(
+    "measure", required=("kind", "needs_data", "needs_init", "higher_is_better", "reference"),
+    choices={"kind": KINDS})
 
 XY = tuple[torch.Tensor, torch.Tensor]
-
-
-def register(name: str, *, kind: str, needs_data: bool, needs_init: bool, higher_is_better: bool,
-             reference: str) -> Callable[[Callable[..., float]], Callable[..., float]]:
-    """Decorator registering a measure function under `name` with its metadata."""
-    if kind not in KINDS:
-        raise ValueError(f"measure '{name}': kind {kind!r} is not one of {KINDS}")
-    return MEASURES.register(name, kind=kind, needs_data=needs_data, needs_init=needs_init,
-                             higher_is_better=higher_is_better, reference=reference)
 
 
 def where(name: str) -> str:
     """The `where` of error messages for measure `name`: "measure('name')"."""
     return f"measure('{name}')"
-
-
-def as_xy(data: Any, caller: str) -> XY:
-    """(x, y) from a :class:`~gapbench.data.types.Split` or an (x, y) tensor pair, checked for shape."""
-    if isinstance(data, Split):
-        x, y = data.x, data.y
-    elif (isinstance(data, (tuple, list)) and len(data) == 2
-          and all(isinstance(t, torch.Tensor) for t in data)):
-        x, y = data
-    else:
-        raise param_error("data", caller, "a gapbench Split or an (x, y) pair of tensors",
-                          type(data).__name__, "Pass e.g. dataset.train or (x, y).")
-    if y.dim() != 1 or x.shape[0] != y.shape[0] or x.shape[0] == 0:
-        raise param_error("data", caller,
-                          "a non-empty (x, y) pair with x of shape (n, ...) and y of shape (n,)",
-                          f"x of shape {tuple(x.shape)} and y of shape {tuple(y.shape)}")
-    return x, y
 
 
 def device_of(model: nn.Module) -> torch.device:

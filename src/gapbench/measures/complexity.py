@@ -45,7 +45,7 @@ from torch import nn
 
 from ..errors import GapbenchError, check_choice, check_positive_float, param_error
 from ..layers import WeightLayer
-from ._base import XY, fc_layers, input_bound, paired_layers, register, where
+from ._base import MEASURES, XY, fc_layers, input_bound, paired_layers, where
 from .conv import spectral_norms
 from .margins import per_example_margins
 
@@ -90,7 +90,7 @@ def _bartlett(name: str, model, data, init, axis: int, normalize, gamma) -> floa
     return normalized(value, model, data, normalize, gamma, caller)
 
 
-@register("bartlett2017_complexity", kind="complexity", needs_data=True, needs_init=True,
+@MEASURES.register("bartlett2017_complexity", kind="complexity", needs_data=True, needs_init=True,
           higher_is_better=False,
           reference="Bartlett, Foster & Telgarsky 2017, Thm 1.1 (spectral complexity R_A times B, reference "
                     "matrices M_l = Z_l)")
@@ -101,7 +101,7 @@ def bartlett2017_complexity(model: nn.Module, data: XY, init: nn.Module, *, norm
     return _bartlett("bartlett2017_complexity", model, data, init, 1, normalize, gamma)
 
 
-@register("bartlett2017_complexity_nk", kind="complexity", needs_data=True, needs_init=True,
+@MEASURES.register("bartlett2017_complexity_nk", kind="complexity", needs_data=True, needs_init=True,
           higher_is_better=False,
           reference=f"{NK}, covering_spectral_bound_1 (Bartlett et al. 2017 Thm 1.1 with the (2,1) norm "
                     f"summed over input units)")
@@ -132,7 +132,7 @@ def _neyshabur2018(name: str, model, data, init, depth_convention, width_convent
     return normalized(value, model, data, normalize, gamma, caller)
 
 
-@register("neyshabur2018_complexity", kind="complexity", needs_data=True, needs_init=True,
+@MEASURES.register("neyshabur2018_complexity", kind="complexity", needs_data=True, needs_init=True,
           higher_is_better=False,
           reference="Neyshabur, Bhojanapalli & Srebro 2018, Thm 1, with ‖W_l − Z_l‖_F as in NK 2019 Fig. 1")
 def neyshabur2018_complexity(model: nn.Module, data: XY, init: nn.Module, *, depth_convention: str = "L",
@@ -143,7 +143,7 @@ def neyshabur2018_complexity(model: nn.Module, data: XY, init: nn.Module, *, dep
                           normalize, gamma)
 
 
-@register("neyshabur2018_complexity_nk", kind="complexity", needs_data=True, needs_init=True,
+@MEASURES.register("neyshabur2018_complexity_nk", kind="complexity", needs_data=True, needs_init=True,
           higher_is_better=False, reference=f"{NK}, pac_spectral_bound_1 (d = L − 1, h = hidden width)")
 def neyshabur2018_complexity_nk(model: nn.Module, data: XY, init: nn.Module, *,
                                 normalize: str | None = None, gamma=None) -> float:
@@ -152,7 +152,7 @@ def neyshabur2018_complexity_nk(model: nn.Module, data: XY, init: nn.Module, *,
                           gamma)
 
 
-@register("neyshabur2018_complexity_noinit", kind="complexity", needs_data=True, needs_init=False,
+@MEASURES.register("neyshabur2018_complexity_noinit", kind="complexity", needs_data=True, needs_init=False,
           higher_is_better=False,
           reference="Neyshabur, Bhojanapalli & Srebro 2018, Thm 1 (‖W_l‖_F); NK experiments.py "
                     "pac_spectral_bound_0")
@@ -164,7 +164,7 @@ def neyshabur2018_complexity_noinit(model: nn.Module, data: XY, init: nn.Module 
                           width_convention, normalize, gamma)
 
 
-@register("neyshabur2019_complexity", kind="complexity", needs_data=True, needs_init=True,
+@MEASURES.register("neyshabur2019_complexity", kind="complexity", needs_data=True, needs_init=True,
           higher_is_better=False,
           reference="Neyshabur et al. 2019, The role of over-parametrization, Thm 1 (two-layer nets), "
                     "without √h as in NK experiments.py unilayer_bound")

@@ -38,10 +38,10 @@ import torch
 from torch import nn
 
 from ..errors import GapbenchError
-from ._base import XY, input_shape_of, layers_of, paired_layers, register, where
+from ._base import MEASURES, XY, input_shape_of, layers_of, paired_layers, where
 from .conv import check_norm_params, layer_operator_norm
 from .margins import order_statistic_quantile, per_example_margins
-from .paths import path_norms
+from .path_norms import path_norms
 from .sharpness import MAGNITUDE_EPS, sharpness_search
 
 JIANG = "Jiang et al. 2020, Fantastic generalization measures, Eq."
@@ -130,9 +130,9 @@ def _add(name: str, equation: str, needs_data: bool, needs_init: bool,
             return formula(_Quantities(full, model, data, init))
     fn.__name__ = fn.__qualname__ = full
     fn.__doc__ = f"Jiang et al. 2020's {name}, Eq. {equation} (see the module docstring for the formula)."
-    register(full, kind="norm" if "path" not in name else "path", needs_data=needs_data,
-             needs_init=needs_init, higher_is_better=False,
-             reference=f"{JIANG} {equation} ({name.replace('_', '.')})")(fn)
+    MEASURES.register(full, fn, kind="norm" if "path" not in name else "path", needs_data=needs_data,
+                      needs_init=needs_init, higher_is_better=False,
+                      reference=f"{JIANG} {equation} ({name.replace('_', '.')})")
 
 
 for _name, (_eq, _data, _init, _formula) in SPECTRAL.items():
@@ -182,8 +182,8 @@ def _add_pacbayes(name: str, equation: str, magnitude: bool, reference: str) -> 
                              iters=iters, std_low=std_low, std_high=std_high, seed=seed)
     fn.__name__ = fn.__qualname__ = full
     fn.__doc__ = f"Jiang et al. 2020's {name}, Eq. {equation} (see the module docstring for the formula)."
-    register(full, kind="sharpness", needs_data=True, needs_init=needs_init, higher_is_better=False,
-             reference=f"{JIANG} {equation} ({name.replace('_', '.')})")(fn)
+    MEASURES.register(full, fn, kind="sharpness", needs_data=True, needs_init=needs_init, higher_is_better=False,
+                      reference=f"{JIANG} {equation} ({name.replace('_', '.')})")
 
 
 for _name, _eq, _mag, _ref in (("pacbayes_init", "(48)", False, "init"),

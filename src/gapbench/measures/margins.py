@@ -25,7 +25,7 @@ from torch import nn
 
 from ..errors import check_probability
 from ..evaluate import margins
-from ._base import XY, check_finite_float, device_of, double_copy, register, where
+from ._base import MEASURES, XY, check_finite_float, device_of, double_copy, where
 
 
 def per_example_margins(model: nn.Module, data: XY) -> torch.Tensor:
@@ -42,7 +42,7 @@ def order_statistic_quantile(values: torch.Tensor, q: float) -> float:
     return float(torch.kthvalue(values.cpu(), k).values)
 
 
-@register("margin_quantile", kind="margin", needs_data=True, needs_init=False, higher_is_better=True,
+@MEASURES.register("margin_quantile", kind="margin", needs_data=True, needs_init=False, higher_is_better=True,
           reference="Jiang et al. 2020, Fantastic generalization measures, §C.1 (γ = 10th percentile of the "
                     "margins); Bartlett et al. 2017, §5 (margin percentiles)")
 def margin_quantile(model: nn.Module, data: XY, init: nn.Module | None, *, q: float = 0.1) -> float:
@@ -51,21 +51,21 @@ def margin_quantile(model: nn.Module, data: XY, init: nn.Module | None, *, q: fl
     return order_statistic_quantile(per_example_margins(model, data), q)
 
 
-@register("median_margin", kind="margin", needs_data=True, needs_init=False, higher_is_better=True,
+@MEASURES.register("median_margin", kind="margin", needs_data=True, needs_init=False, higher_is_better=True,
           reference="Nagarajan & Kolter 2019, Fig. 1 variant (γ = the median training margin)")
 def median_margin(model: nn.Module, data: XY, init: nn.Module | None) -> float:
     """The median of the margins (average of the two middle ones for even m)."""
     return float(torch.quantile(per_example_margins(model, data), 0.5))
 
 
-@register("min_margin", kind="margin", needs_data=True, needs_init=False, higher_is_better=True,
+@MEASURES.register("min_margin", kind="margin", needs_data=True, needs_init=False, higher_is_better=True,
           reference="Bartlett, Foster & Telgarsky 2017, §2 (margin Γ); the hard margin min_i Γ_i")
 def min_margin(model: nn.Module, data: XY, init: nn.Module | None) -> float:
     """min_i Γ_i."""
     return float(per_example_margins(model, data).min())
 
 
-@register("margin_loss", kind="margin", needs_data=True, needs_init=False, higher_is_better=False,
+@MEASURES.register("margin_loss", kind="margin", needs_data=True, needs_init=False, higher_is_better=False,
           reference="Bartlett, Foster & Telgarsky 2017, §2 (ramp-free margin loss L̂_γ with Γ ≤ γ)")
 def margin_loss(model: nn.Module, data: XY, init: nn.Module | None, *, gamma: float) -> float:
     """L̂_γ = (1/m)·#{i : Γ_i ≤ γ}; a tie Γ_i = γ counts."""
@@ -73,7 +73,7 @@ def margin_loss(model: nn.Module, data: XY, init: nn.Module | None, *, gamma: fl
     return float((per_example_margins(model, data) <= gamma).double().mean())
 
 
-@register("error", kind="margin", needs_data=True, needs_init=False, higher_is_better=False,
+@MEASURES.register("error", kind="margin", needs_data=True, needs_init=False, higher_is_better=False,
           reference="0-1 error (1/m)·#{i : Γ_i ≤ 0}; ties count as errors (gapbench.evaluate)")
 def error(model: nn.Module, data: XY, init: nn.Module | None) -> float:
     """The 0-1 error on the given data (train error on the training set)."""

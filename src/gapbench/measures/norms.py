@@ -30,7 +30,7 @@ from torch import nn
 
 from ..errors import check_positive_int
 from ..layers import WeightLayer, fold_batchnorm
-from ._base import XY, double_copy, input_shape_of, layers_of, paired_layers, register, resolve_init, where
+from ._base import MEASURES, XY, double_copy, input_shape_of, layers_of, paired_layers, resolve_init, where
 from .conv import POWER_ITERS, check_norm_params, layer_operator_norm
 
 NK = "Nagarajan & Kolter 2019, released experiments.py"
@@ -64,21 +64,21 @@ def _differences(name: str, model: nn.Module, other: nn.Module, data: XY | None 
     return [w for w, _ in pairs], [w.weight - z.weight for w, z in pairs]
 
 
-@register("frobenius_product", kind="norm", needs_data=False, needs_init=False, higher_is_better=False,
+@MEASURES.register("frobenius_product", kind="norm", needs_data=False, needs_init=False, higher_is_better=False,
           reference="Neyshabur, Tomioka & Srebro 2015, Norm-based capacity control, §3 (Π_l ‖W_l‖_F)")
 def frobenius_product(model: nn.Module, data: XY | None, init: nn.Module | None) -> float:
     """Π_l ‖W_l‖_F."""
     return math.prod(layer_frobenius(layers_of(model, where("frobenius_product"))))
 
 
-@register("frobenius_sum", kind="norm", needs_data=False, needs_init=False, higher_is_better=False,
+@MEASURES.register("frobenius_sum", kind="norm", needs_data=False, needs_init=False, higher_is_better=False,
           reference="Neyshabur, Tomioka & Srebro 2015, §3 (Σ_l ‖W_l‖_F)")
 def frobenius_sum(model: nn.Module, data: XY | None, init: nn.Module | None) -> float:
     """Σ_l ‖W_l‖_F."""
     return sum(layer_frobenius(layers_of(model, where("frobenius_sum"))))
 
 
-@register("spectral_product", kind="norm", needs_data=False, needs_init=False, higher_is_better=False,
+@MEASURES.register("spectral_product", kind="norm", needs_data=False, needs_init=False, higher_is_better=False,
           reference="Bartlett, Foster & Telgarsky 2017, Thm 1.1 (the Lipschitz factor Π_l ‖W_l‖₂ of R_A)")
 def spectral_product(model: nn.Module, data: XY | None, init: nn.Module | None, *, conv: str = "fft",
                      method: str = "exact", iters: int = POWER_ITERS, seed: int = 0,
@@ -89,7 +89,7 @@ def spectral_product(model: nn.Module, data: XY | None, init: nn.Module | None, 
     return math.prod(_spectral("spectral_product", model, data, conv, method, iters, seed, input_shape))
 
 
-@register("spectral_sum", kind="norm", needs_data=False, needs_init=False, higher_is_better=False,
+@MEASURES.register("spectral_sum", kind="norm", needs_data=False, needs_init=False, higher_is_better=False,
           reference="Jiang et al. 2020, Fantastic generalization measures, Eq. (35) before its log and 1/d "
                     "(Σ_l ‖W_l‖₂)")
 def spectral_sum(model: nn.Module, data: XY | None, init: nn.Module | None, *, conv: str = "fft",
@@ -98,7 +98,7 @@ def spectral_sum(model: nn.Module, data: XY | None, init: nn.Module | None, *, c
     return sum(_spectral("spectral_sum", model, data, conv, method, iters, seed, input_shape))
 
 
-@register("fro_over_spec", kind="norm", needs_data=False, needs_init=False, higher_is_better=False,
+@MEASURES.register("fro_over_spec", kind="norm", needs_data=False, needs_init=False, higher_is_better=False,
           reference="Jiang et al. 2020, Fantastic generalization measures, Eq. (33) (fro/spec)")
 def fro_over_spec(model: nn.Module, data: XY | None, init: nn.Module | None, *, conv: str = "fft",
                   input_shape=None) -> float:
@@ -110,7 +110,7 @@ def fro_over_spec(model: nn.Module, data: XY | None, init: nn.Module | None, *, 
     return sum(f ** 2 / s ** 2 for f, s in zip(layer_frobenius(layers), spec, strict=True))
 
 
-@register("dist_from_init_fro", kind="norm", needs_data=False, needs_init=True, higher_is_better=False,
+@MEASURES.register("dist_from_init_fro", kind="norm", needs_data=False, needs_init=True, higher_is_better=False,
           reference="Nagarajan & Kolter 2019, Fig. 1 (distance from initialization); Jiang et al. 2020, "
                     "Eq. (40) before squaring")
 def dist_from_init_fro(model: nn.Module, data: XY | None, init: nn.Module) -> float:
@@ -119,7 +119,7 @@ def dist_from_init_fro(model: nn.Module, data: XY | None, init: nn.Module) -> fl
     return math.sqrt(sum(float(d.norm()) ** 2 for d in diffs))
 
 
-@register("dist_from_init_spec", kind="norm", needs_data=False, needs_init=True, higher_is_better=False,
+@MEASURES.register("dist_from_init_spec", kind="norm", needs_data=False, needs_init=True, higher_is_better=False,
           reference="Jiang et al. 2020, Fantastic generalization measures, Eq. (41) without the squares "
                     "(Σ_l ‖W_l − Z_l‖₂)")
 def dist_from_init_spec(model: nn.Module, data: XY | None, init: nn.Module, *, conv: str = "fft",
@@ -131,7 +131,7 @@ def dist_from_init_spec(model: nn.Module, data: XY | None, init: nn.Module, *, c
     return sum(layer_spectral(layers, conv=conv, caller=caller, weights=diffs))
 
 
-@register("dist_between", kind="norm", needs_data=False, needs_init=False, higher_is_better=False,
+@MEASURES.register("dist_between", kind="norm", needs_data=False, needs_init=False, higher_is_better=False,
           reference="Nagarajan & Kolter 2019, Fig. 1 (distance between the solutions of two draws of the "
                     "training set from the same initialization; experiments.py distance_between_weights)")
 def dist_between(model: nn.Module, data: XY | None, init: nn.Module | None, *, other) -> float:
@@ -142,7 +142,7 @@ def dist_between(model: nn.Module, data: XY | None, init: nn.Module | None, *, o
     return math.sqrt(sum(float(d.norm()) ** 2 for d in diffs))
 
 
-@register("param_norm", kind="norm", needs_data=False, needs_init=False, higher_is_better=False,
+@MEASURES.register("param_norm", kind="norm", needs_data=False, needs_init=False, higher_is_better=False,
           reference="ℓ2 norm of the parameter vector (weights and biases, BatchNorm folded); cf. Jiang et "
                     "al. 2020, Eq. (42), which squares it and drops biases (jiang2020_param_norm)")
 def param_norm(model: nn.Module, data: XY | None, init: nn.Module | None) -> float:
@@ -151,7 +151,7 @@ def param_norm(model: nn.Module, data: XY | None, init: nn.Module | None) -> flo
     return math.sqrt(sum(float(p.detach().double().pow(2).sum()) for p in folded.parameters()))
 
 
-@register("num_params", kind="count", needs_data=False, needs_init=False, higher_is_better=False,
+@MEASURES.register("num_params", kind="count", needs_data=False, needs_init=False, higher_is_better=False,
           reference="Jiang et al. 2020, Fantastic generalization measures, Eq. (20) (number of parameters)")
 def num_params(model: nn.Module, data: XY | None, init: nn.Module | None) -> float:
     """The number of scalar parameters of the model as given (BatchNorm affine parameters included)."""

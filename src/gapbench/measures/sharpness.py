@@ -46,7 +46,7 @@ from torch.func import functional_call
 from ..errors import check_positive_float, check_positive_int, check_probability, param_error
 from ..evaluate import EVAL_BATCH, margins_from_logits, zero_one_error
 from ..layers import fold_batchnorm
-from ._base import XY, device_of, double_copy, register, where
+from ._base import MEASURES, XY, device_of, double_copy, where
 
 MAGNITUDE_EPS = 1e-3    # Jiang et al. 2020's ε of the magnitude-aware perturbation
 
@@ -146,7 +146,7 @@ def _search(name: str, model, data, init, magnitude: bool, **params) -> Sharpnes
     return sharpness_search(model, data, init=init, magnitude=magnitude, caller=where(name), **params)
 
 
-@register("pacbayes_sharpness", kind="sharpness", needs_data=True, needs_init=False, higher_is_better=True,
+@MEASURES.register("pacbayes_sharpness", kind="sharpness", needs_data=True, needs_init=False, higher_is_better=True,
           reference="Jiang et al. 2020, Fantastic generalization measures, §C.3, σ' of Eqs. (48)-(53)")
 def pacbayes_sharpness(model: nn.Module, data: XY, init: nn.Module | None, *, target: float = 0.1,
                        n_samples: int = 10, iters: int = 20, std_low: float = 1e-6, std_high: float = 1.0,
@@ -156,7 +156,7 @@ def pacbayes_sharpness(model: nn.Module, data: XY, init: nn.Module | None, *, ta
                    iters=iters, std_low=std_low, std_high=std_high, seed=seed).std
 
 
-@register("pacbayes_mag_sharpness", kind="sharpness", needs_data=True, needs_init=False,
+@MEASURES.register("pacbayes_mag_sharpness", kind="sharpness", needs_data=True, needs_init=False,
           higher_is_better=True,
           reference="Jiang et al. 2020, Fantastic generalization measures, §C.3, σ' of Eqs. (56)-(61) "
                     "(magnitude-aware, noise var σ²w² + ε²)")
@@ -169,7 +169,7 @@ def pacbayes_mag_sharpness(model: nn.Module, data: XY, init: nn.Module | None, *
                    seed=seed).std
 
 
-@register("pacbayes_kl", kind="sharpness", needs_data=True, needs_init=True, higher_is_better=False,
+@MEASURES.register("pacbayes_kl", kind="sharpness", needs_data=True, needs_init=True, higher_is_better=False,
           reference="KL(N(w, σ²I) ‖ N(w_0, σ²I)) = ‖w − w_0‖²/(2σ²) at σ of pacbayes_sharpness; cf. Jiang et "
                     "al. 2020, Eq. (48) (which has 4σ² and + ln(m/σ) + 10)")
 def pacbayes_kl(model: nn.Module, data: XY, init: nn.Module, *, target: float = 0.1, n_samples: int = 10,
@@ -179,7 +179,7 @@ def pacbayes_kl(model: nn.Module, data: XY, init: nn.Module, *, target: float = 
                    std_low=std_low, std_high=std_high, seed=seed).kl
 
 
-@register("pacbayes_mag_kl", kind="sharpness", needs_data=True, needs_init=True, higher_is_better=False,
+@MEASURES.register("pacbayes_mag_kl", kind="sharpness", needs_data=True, needs_init=True, higher_is_better=False,
           reference="KL between N(w, S) and N(w_0, S), S = diag(σ²w² + ε²), at σ of pacbayes_mag_sharpness; "
                     "cf. Jiang et al. 2020, Eq. (56)")
 def pacbayes_mag_kl(model: nn.Module, data: XY, init: nn.Module, *, target: float = 0.1, n_samples: int = 10,

@@ -28,30 +28,22 @@ from torch import nn
 
 from ..config import RunConfig, Runtime
 from ..data.types import Dataset
-from ..errors import check_choice, check_positive_float, check_positive_int, param_error
+from ..errors import check_choice, param_error
 from ..evaluate import logits
 from ..models import build_model
 from ..progress import PLAIN_INTERVAL_S, Ticker
-from ..run import Run, seeded_source, unknown_source
+from ..trained import Run, seeded_source, unknown_source
 from .batch1 import Batch1Engine, fusable_reason
 from .losses import Loss, get_loss
-from .stop import check_stop_rule, divergence_reason, epoch_metrics, eval_divergence_reason, stop_reason
+from .stop import divergence_reason, epoch_metrics, eval_divergence_reason, stop_reason
 
 ENGINES = ("auto", "plain", "batch1")
 
 
 def validate_train_config(cfg: RunConfig, where: str = "fit()") -> None:
-    """Raise a GapbenchError naming the first invalid training field of `cfg`."""
-    tc = cfg.train
-    get_loss(tc.loss)
-    check_stop_rule(tc)
-    check_positive_float(tc.lr, "lr", "TrainConfig")
-    check_positive_float(tc.momentum, "momentum", "TrainConfig", allow_zero=True)
-    check_positive_float(tc.weight_decay, "weight_decay", "TrainConfig", allow_zero=True)
-    check_positive_int(tc.batch_size, "batch_size", "TrainConfig")
-    check_positive_int(tc.max_epochs, "max_epochs", "TrainConfig", minimum=0)
-    if tc.stop == "margin" and not 0 < tc.margin_fraction <= 1:
-        raise param_error("margin_fraction", "TrainConfig", "a float in (0, 1]", tc.margin_fraction)
+    """What a TrainConfig cannot check itself (its fields' ranges are checked once, when it is built): that its
+    loss is a registered one (train.losses)."""
+    get_loss(cfg.train.loss)
 
 
 class PlainEngine:

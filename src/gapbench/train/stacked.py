@@ -36,7 +36,7 @@ from ..data.types import Dataset
 from ..errors import param_error
 from ..models import build_model
 from ..progress import PLAIN_INTERVAL_S, Ticker
-from ..run import Run, seeded_source
+from ..trained import Run, seeded_source
 from .loop import fit, validate_train_config
 from .losses import Loss, get_loss
 from .stop import divergence_reason, epoch_metrics, eval_divergence_reason, stop_reason

@@ -20,11 +20,8 @@ import math
 import torch
 
 from ..config import TrainConfig
-from ..errors import check_choice
 from ..evaluate import margins_from_logits
 from .losses import Loss
-
-STOP_RULES = ("margin", "loss", "train_error", "epochs")
 
 
 def epoch_metrics(out: torch.Tensor, y: torch.Tensor, loss: Loss, target_margin: float) -> dict[str, float]:
@@ -37,11 +34,6 @@ def epoch_metrics(out: torch.Tensor, y: torch.Tensor, loss: Loss, target_margin:
     return {"loss": float(loss.mean(out, y)),
             "train_error": float((margin <= 0).double().mean()),
             "margin_fraction": float((margin >= target_margin).double().mean())}
-
-
-def check_stop_rule(tc: TrainConfig) -> None:
-    """Validate the stop-rule fields of a TrainConfig (raise GapbenchError naming the bad field)."""
-    check_choice(tc.stop, "stop", "TrainConfig", STOP_RULES)
 
 
 def stop_reason(metrics: dict[str, float], tc: TrainConfig, epoch: int) -> str:

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,7 +21,7 @@ from torch import nn
 
 from .config import RunConfig, signature
 
-STATUSES = ("converged", "max_epochs", "failed")
+TRAIN_STATUSES = ("converged", "max_epochs", "failed")
 
 
 @dataclass
@@ -31,7 +32,7 @@ class Run:
     init_state: dict[str, torch.Tensor]   # state_dict at initialization (before any step)
     config: RunConfig
     train_indices: torch.Tensor           # positions of the training points in their source pool
-    status: str = "converged"             # one of STATUSES
+    status: str = "converged"             # one of TRAIN_STATUSES
     reason: str = ""                      # why it stopped ('margin 99% >= 10 at epoch 12', 'loss is nan at step 40')
     epochs: int = 0
     steps: int = 0
@@ -46,7 +47,6 @@ class Run:
 
     def init_model(self) -> nn.Module:
         """A copy of the model at its initial weights (the reference Z for distance-from-init measures)."""
-        import copy
         model = copy.deepcopy(self.model)
         model.load_state_dict(self.init_state)
         return model

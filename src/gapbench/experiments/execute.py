@@ -17,8 +17,13 @@ from typing import Any
 
 from ..config import Runtime, signature
 from ..errors import GapbenchError
+from ..outdir import locked, remove_orphan_temps
+from ..report import write_outputs
+from ..store import Store
+from ..sweep import Job, run_sweep
 from . import get
 from .base import ClaimResult, Experiment
+from .jobs import model_signatures
 from .table import Table
 
 STORE_NAME = "gapbench.sqlite"
@@ -33,8 +38,8 @@ class Outcome:
     params: dict[str, Any]
     table: Table
     claims: list[ClaimResult]
-    slopes: dict[str, float]
-    slopes_label: str = "slope"
+    statistics: dict[str, float]          # Experiment.statistics of the table (slopes, Kendall τ, ...)
+    statistics_label: str = "slope"
     runs_trained: int = 0
     runs_reused: int = 0
     runs_failed: int = 0
@@ -57,7 +62,8 @@ class Outcome:
 
     def summary(self) -> dict[str, Any]:
         return {"experiment": self.experiment, "preset": self.preset,
-                "claims": [c.as_dict() for c in self.claims], "slopes": self.slopes,
+                "claims": [c.as_dict() for c in self.claims], "statistics": self.statistics,
+                "statistics_label": self.statistics_label,
                 "runs_trained": self.runs_trained, "runs_reused": self.runs_reused,
                 "runs_failed": self.runs_failed, "runs_missing": self.missing,
                 "models_ok": self.models_ok, "models_total": self.models_total,
@@ -67,7 +73,6 @@ class Outcome:
 
 def jobs_for(exp: Experiment, params: dict[str, Any]):
     """The sweep jobs of a parameter set, deduplicated, in grid order."""
-    from ..sweep import Job
     jobs, seen = [], set()
     for config in exp.points(params):
         sig = signature(config)
@@ -88,7 +93,6 @@ def flatten(prefix: str, value: Any, out: dict[str, Any]) -> None:
 def rows_for(store, exp: Experiment, jobs) -> list[dict[str, Any]]:
     """One row per stored job of this grid: hp.* from the config's 'hp' section, the job's signature, status
     and checkpoint with the signature(s) of the model(s) it trained (jobs.model_signatures), then the values."""
-    from ..jobs import model_signatures
     stored = {r.signature: r for r in store.runs(exp.name)}
     rows = []
     for job in jobs:
@@ -156,7 +160,6 @@ def run_experiment(name: str | Experiment, preset: str | None = "quick", *,
     a second run on the same directory waits (calling on_wait(message)) and then reuses what the first
     stored. With train=False, preset=None reports the preset(s) stored (choose_preset); a preset with no
     stored runs is an error."""
-    from ..store import Store
     exp = get(name)
     runtime = runtime or Runtime()
     out = Path(out)
@@ -179,12 +182,11 @@ def run_experiment(name: str | Experiment, preset: str | None = "quick", *,
     table = Table.of(rows_for(store, exp, jobs))
     ok = len(table.ok())
     claims = [_on_partial(claim.evaluate(table, params), ok, len(jobs)) for claim in exp.claims]
-    slopes = exp.slopes(table.ok()) if exp.slopes and ok else {}
-    outcome = Outcome(exp.name, preset, params, table, claims, slopes, exp.slopes_label, trained, reused,
+    statistics = exp.statistics(table.ok()) if exp.statistics and ok else {}
+    outcome = Outcome(exp.name, preset, params, table, claims, statistics, exp.statistics_label, trained, reused,
                       runs_failed=len(table) - ok, missing=len(jobs) - len(table),
                       seconds=time.perf_counter() - start, models_ok=ok, models_total=len(jobs), notes=notes)
     if write:
-        from ..report import write_outputs
         outcome.paths = write_outputs(exp, outcome, exp_dir)
     return outcome
 
@@ -192,8 +194,6 @@ def run_experiment(name: str | Experiment, preset: str | None = "quick", *,
 def _sweep(jobs, store, out: Path, exp_dir: Path, runtime: Runtime, progress: bool, retry_failed: bool,
            on_wait) -> tuple[int, int]:
     """Under the lock of `out`: remove orphan temp files, run the sweep; (trained, reused) by this call."""
-    from ..outdir import locked, remove_orphan_temps
-    from ..sweep import run_sweep
     exp_dir.mkdir(parents=True, exist_ok=True)
     started = time.time()
     with locked(out, on_wait):

@@ -39,9 +39,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .errors import GapbenchError, check_positive_float, check_positive_int, param_error
-from .evaluate import logits
-from .layers import WeightLayer, weight_layers
+from ..errors import GapbenchError, check_positive_float, check_positive_int, param_error
+from ..evaluate import logits
+from ..layers import WeightLayer, weight_layers
 
 GRAM_BATCH = 2048          # rows of x1 per block of the Gram matrix: (2048 × n2) float64 stays small
 MAX_PATHS = 1_000_000      # largest number of paths path_weights / path_features will materialize

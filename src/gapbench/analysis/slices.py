@@ -23,15 +23,11 @@ from __future__ import annotations
 
 import copy
 import math
-from pathlib import Path
-from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
-from .config import Runtime
-from .evaluate import logits
+from ..evaluate import logits
 
 CHUNK_ROWS = 64  # rows per pass after the first layer: 64 × width 10,000 stays in cache (2000 rows: 4–7× slower)
 
@@ -150,41 +146,3 @@ def local_disagreement(model, centers: torch.Tensor, partners: torch.Tensor, rad
     disagree = plane_labels(model, centers, bases, coeffs) != spherical_label(points, r_inner, r_outer, threshold)
     return float(disagree.double().mean(dim=1).mean())
 
-
-def slices_job(config: dict[str, Any], runtime: Runtime, out_dir: Path):
-    """Sweep job for `nk2019-slices`: train a hypersphere net (or reuse its checkpoint), measure the local
-    disagreement near training vs test points, and save one slice image of each kind next to the checkpoint."""
-    from .config import RunConfig, from_dict
-    from .jobs import _load, _train_or_reuse, basic_values
-    from .sweep import JobResult
-    torch.set_num_threads(runtime.threads)
-    cfg = from_dict(RunConfig, config["run"])
-    p = config["hp"]
-    data = _load(cfg, runtime)
-    run, path = _train_or_reuse(cfg, data, runtime, out_dir)
-    if run.status == "failed":
-        return JobResult({}, status="failed", reason=run.reason, checkpoint=str(path))
-    r_in, r_out = float(cfg.data.options["r_inner"]), float(cfg.data.options["r_outer"])
-    radius = float(p["radius_fraction"]) * (r_out - r_in)
-    k = int(p["n_centers"])
-    x_tr, x_te = data.train.x.double(), data.test.x.double()
-    values = basic_values(run, data)
-    model = copy.deepcopy(run.model).double()       # planes are computed in float64; the run keeps its model
-    values["near_train_disagreement"] = local_disagreement(model, x_tr[:k], x_tr[k:2 * k], radius,
-                                                           int(p["n_samples"]), r_in, r_out, seed=1)
-    values["near_test_disagreement"] = local_disagreement(model, x_te[:k], x_te[k:2 * k], radius,
-                                                          int(p["n_samples"]), r_in, r_out, seed=2)
-    tau = fitted_threshold(model, x_tr.shape[1], r_in, r_out, n_dirs=int(p["n_dirs"]), seed=3)
-    values["fitted_radius"] = tau
-    for kind, pts, seed in (("train", x_tr, 1), ("test", x_te, 2)):
-        values[f"near_{kind}_disagreement_fitted"] = local_disagreement(
-            model, pts[:k], pts[k:2 * k], radius, int(p["n_samples"]), r_in, r_out, seed=seed, threshold=tau)
-    images = {}
-    for kind, pts in (("train", x_tr), ("test", x_te)):
-        net, sphere, ca, cb = slice_image(model, pts[0], pts[1], 1.5 * r_out, int(p["resolution"]), r_in, r_out)
-        images.update({f"{kind}_net": net, f"{kind}_sphere": sphere, f"{kind}_a": ca, f"{kind}_b": cb})
-    image_path = Path(str(path) + ".slices.npz")
-    tmp = image_path.with_suffix(".tmp.npz")
-    np.savez_compressed(tmp, **images)
-    tmp.replace(image_path)
-    return JobResult(values, status="done", reason=run.reason, checkpoint=str(path))

@@ -2,8 +2,8 @@
 
 Per output k, ‖w̄_k‖_p = (Σ_{paths to output k} Π_{edges} |w|^p)^{1/p}, where a bias is an edge from a
 constant-1 unit (so paths that start at a bias are counted). The per-output vector comes from one forward pass
-of the |W|^p network on an all-ones input: :func:`gapbench.deep_paths.path_norms_per_output` (imported
-lazily). The registered measures aggregate it:
+of the |W|^p network on an all-ones input: :func:`gapbench.analysis.deep_paths.path_norms_per_output`. The
+registered measures aggregate it:
 
     path_norm_l2 = sqrt(Σ_k ‖w̄_k‖₂²)   (the ℓ2 norm of all path weights of all outputs)
     path_norm_l1 = Σ_k ‖w̄_k‖₁          (the ℓ1 norm of all path weights of all outputs)
@@ -24,18 +24,18 @@ import math
 import torch
 from torch import nn
 
-from ._base import XY, double_copy, input_shape_of, register, where
+from ..analysis.deep_paths import path_norms_per_output
+from ._base import MEASURES, XY, double_copy, input_shape_of, where
 
 
 def path_norms(model: nn.Module, p: float, data: XY | None = None, input_shape=None,
                caller: str = "path_norms()") -> torch.Tensor:
     """Per-output path norms (‖w̄_1‖_p, …, ‖w̄_K‖_p), float64 (K,)."""
-    from ..deep_paths import path_norms_per_output  # lazy: deep paths is a separate, heavier module
     # fold BatchNorm in float64 too: the deep-path code folds the model as given
     return path_norms_per_output(double_copy(model), p, input_shape=input_shape_of(data, input_shape, caller))
 
 
-@register("path_norm_l2", kind="path", needs_data=False, needs_init=False, higher_is_better=False,
+@MEASURES.register("path_norm_l2", kind="path", needs_data=False, needs_init=False, higher_is_better=False,
           reference="Neyshabur, Tomioka & Srebro 2015, §4 (ℓ2 path norm); Kawaguchi, Kaelbling & Bengio "
                     "2017/2020, §5 (‖w̄_k‖₂), aggregated as sqrt(Σ_k ‖w̄_k‖₂²)")
 def path_norm_l2(model: nn.Module, data: XY | None, init: nn.Module | None, *, input_shape=None) -> float:
@@ -44,7 +44,7 @@ def path_norm_l2(model: nn.Module, data: XY | None, init: nn.Module | None, *, i
     return math.sqrt(float(norms.pow(2).sum()))
 
 
-@register("path_norm_l1", kind="path", needs_data=False, needs_init=False, higher_is_better=False,
+@MEASURES.register("path_norm_l1", kind="path", needs_data=False, needs_init=False, higher_is_better=False,
           reference="Neyshabur, Tomioka & Srebro 2015, §4 (ℓ1 path norm); Kawaguchi, Kaelbling & Bengio "
                     "2017/2020, Thm 8 (Σ_k ‖w̄_k‖₁)")
 def path_norm_l1(model: nn.Module, data: XY | None, init: nn.Module | None, *, input_shape=None) -> float:

@@ -1,14 +1,11 @@
-"""Job functions the sweep runs: train one model (or a pair from the same init), checkpoint it, measure it.
+"""The training jobs the sweep runs: train one model (or a pair from the same init), checkpoint it, measure it.
 
 A job config is a JSON dict:
 
     {"hp": {...},                 # the grid point's parameters, shown as hp.* columns
      "run": {...},                # a RunConfig as a dict (config.to_dict)
-     "quantities": [              # what to measure after training
-        {"measure": "spectral_product", "as": "spectral_product", "split": "train", "params": {...}},
-        {"per_layer": "dist_from_init_fro"},      # one column per weight layer: dist_from_init_fro_l0, ...
-        {"bound": "heldout_binomial", "split": "val", "params": {"family_size": 27}, "delta": 0.05},
-     ]}
+     "quantities": [...]}         # what to measure after training: the JSON form of typed quantity specs
+                                  # (gapbench.experiments.quantities: MeasureSpec, PerLayerSpec, BoundSpec, ...)
 
 Every value is a float; a bound contributes its value (and `vacuous` is derivable). The whole dict is the
 job's signature (the results row's `signature`), so changing what is measured re-runs the job. A checkpoint
@@ -21,19 +18,37 @@ Training reports each epoch with gapbench.progress.report, which the sweep runni
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from .config import RunConfig, Runtime, from_dict, signature
-from .evaluate import margins, zero_one_error
-from .progress import report
+from .. import checkpoint
+from ..analysis.deep_paths import gap_decomposition
+from ..bounds import BOUNDS, bound
+from ..config import RunConfig, Runtime, from_dict, signature
+from ..data import load_data
+from ..evaluate import margins, zero_one_error
+from ..measures import measure, per_layer
+from ..progress import report
+from ..sweep import JobResult
+from ..train import fit
+from .quantities import (
+    DEFAULT_DELTA,
+    DEFAULT_SPLIT,
+    DEFAULT_TOP_K,
+    DecompositionSpec,
+    MeasureSpec,
+    PerLayerSpec,
+    QuantitySpec,
+    from_json,
+)
 
 
-def _load(cfg: RunConfig, runtime: Runtime):
-    from .data import load_data
+def load_for(cfg: RunConfig, runtime: Runtime):
+    """The dataset `cfg` trains on, loaded from runtime.data_dir onto runtime.device."""
     return load_data(cfg.data, data_dir=runtime.data_dir, device=runtime.device)
 
 
@@ -56,16 +71,13 @@ def model_signatures(config: dict[str, Any]) -> dict[str, str]:
 
 def _draw_b(cfg_a: RunConfig, config: dict[str, Any]) -> RunConfig:
     """A pair's second draw: the same config with data.subset_seed = config['pair_subset_seed']."""
-    import dataclasses
     return dataclasses.replace(cfg_a, data=dataclasses.replace(cfg_a.data,
                                                                subset_seed=int(config["pair_subset_seed"])))
 
 
-def _train_or_reuse(cfg: RunConfig, data, runtime: Runtime, out_dir: Path, draw: str | None = None):
+def train_or_reuse(cfg: RunConfig, data, runtime: Runtime, out_dir: Path, draw: str | None = None):
     """Train `cfg`, or load its checkpoint when one with the same RunConfig signature exists; epochs are
     reported (gapbench.progress) with the pair's `draw` ('a' or 'b') when given."""
-    from . import checkpoint
-    from .train import fit
     path = checkpoint_path(out_dir, cfg)
     if path.exists():
         try:
@@ -101,37 +113,37 @@ def basic_values(run, data) -> dict[str, float]:
 
 
 def measure_quantities(run, data, quantities: list[dict[str, Any]]) -> dict[str, float]:
-    """Evaluate the configured measures and bounds on a trained run."""
-    from .bounds import bound
-    from .measures import measure, per_layer
+    """Evaluate a job config's quantity specs (gapbench.experiments.quantities) on a trained run."""
     values: dict[str, float] = {}
     init = run.init_model()
-    for q in quantities:
-        split = data.split(q.get("split", "train"))
-        params = dict(q.get("params", {}))
-        if "measure" in q:
-            key = q.get("as", q["measure"])
-            values[key] = float(measure(q["measure"], run.model, split, init=init, **params))
-        elif "per_layer" in q:
-            prefix = q.get("as", q["per_layer"])
-            for layer, value in enumerate(per_layer(q["per_layer"], run.model, split, init=init, **params)):
-                values[f"{prefix}_l{layer}"] = float(value)
-        elif "decomposition" in q:
-            values.update(theorem7_values(run.model, split, data.split(q["population"]),
-                                          n_population=int(q["n_population"]), top_k=int(q.get("top_k", 5))))
-        else:
-            key = q.get("as", q["bound"])
-            if q.get("needs_init"):
-                params["init"] = init
-            values[key] = float(bound(q["bound"], run.model, split, delta=q.get("delta", 0.05), **params).value)
+    for spec in map(from_json, quantities):
+        values.update(_evaluate(spec, run.model, data, init))
     return values
+
+
+def _evaluate(spec: QuantitySpec, model, data, init) -> dict[str, float]:
+    """{column: value} of one quantity spec."""
+    split = data.split(spec.split or DEFAULT_SPLIT)
+    if isinstance(spec, DecompositionSpec):
+        return theorem7_values(model, split, data.split(spec.population), n_population=int(spec.n_population),
+                               top_k=int(spec.top_k or DEFAULT_TOP_K))
+    params = dict(spec.params or {})
+    if isinstance(spec, MeasureSpec):
+        return {spec.as_ or spec.measure: float(measure(spec.measure, model, split, init=init, **params))}
+    if isinstance(spec, PerLayerSpec):
+        prefix = spec.as_ or spec.per_layer
+        return {f"{prefix}_l{layer}": float(value)
+                for layer, value in enumerate(per_layer(spec.per_layer, model, split, init=init, **params))}
+    if "init" in BOUNDS.get(spec.bound).meta["needs"]:    # the registry says what the bound consumes
+        params["init"] = init
+    delta = DEFAULT_DELTA if spec.delta is None else spec.delta
+    return {spec.as_ or spec.bound: float(bound(spec.bound, model, split, delta=delta, **params).value)}
 
 
 def theorem7_values(model, train, population, *, n_population: int, top_k: int) -> dict[str, float]:
     """KKB Theorem 7 on a trained net: both sides of the identity and each factor, as flat columns.
 
     The population expectation is the average over the first n_population points of `population`."""
-    from .deep_paths import gap_decomposition
     pop = (population.x[:n_population], population.y[:n_population])
     dec = gap_decomposition(model, (train.x, train.y), pop, top_k=top_k)
     out = {"thm7_lhs": float(dec.lhs), "thm7_rhs": float(dec.rhs),
@@ -148,12 +160,11 @@ def theorem7_values(model, train, population, *, n_population: int, top_k: int) 
 
 def train_measure(config: dict[str, Any], runtime: Runtime, out_dir: Path):
     """Train one model from config['run'], checkpoint it, and measure config['quantities']."""
-    from .sweep import JobResult
     torch.set_num_threads(runtime.threads)
     cfg = from_dict(RunConfig, config["run"])
-    data = _load(cfg, runtime)
+    data = load_for(cfg, runtime)
     start = time.perf_counter()
-    run, path = _train_or_reuse(cfg, data, runtime, out_dir)
+    run, path = train_or_reuse(cfg, data, runtime, out_dir)
     if run.status == "failed":
         return JobResult({"epochs": float(run.epochs), "steps": float(run.steps)}, status="failed",
                          reason=run.reason, checkpoint=str(path))
@@ -169,8 +180,6 @@ def train_pair(config: dict[str, Any], runtime: Runtime, out_dir: Path):
     config with data.subset_seed = config['pair_subset_seed'] (draw b; same init_seed and SGD seed), then
     measure both. Draw a's values are the plain columns, draw b's carry a '_b' suffix, and
     'dist_between_fro' is ‖W_a − W_b‖_F over all weight layers."""
-    from .measures import measure
-    from .sweep import JobResult
     torch.set_num_threads(runtime.threads)
     cfg_a = from_dict(RunConfig, config["run"])
     cfg_b = _draw_b(cfg_a, config)
@@ -178,8 +187,8 @@ def train_pair(config: dict[str, Any], runtime: Runtime, out_dir: Path):
     values: dict[str, float] = {}
     runs, paths = [], []
     for cfg, suffix in ((cfg_a, ""), (cfg_b, "_b")):
-        data = _load(cfg, runtime)
-        run, path = _train_or_reuse(cfg, data, runtime, out_dir, draw=suffix[1:] or "a")
+        data = load_for(cfg, runtime)
+        run, path = train_or_reuse(cfg, data, runtime, out_dir, draw=suffix[1:] or "a")
         if run.status == "failed":
             return JobResult({"epochs" + suffix: float(run.epochs)}, status="failed",
                              reason=f"draw{suffix or '_a'}: {run.reason}", checkpoint=str(path))

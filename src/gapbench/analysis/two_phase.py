@@ -6,19 +6,20 @@ the first α·m points S_αm; then W_σ is frozen and only W keeps training, on 
 the output is linear in the value net's path weights w̄, and z̃(x) = x̄ ∘ σ̄(x, W_σ) does not depend on the
 (1 − α)·m points phase 1 never saw: the premise of KKB's Theorem 8.
 
-The 'last_layer' variant (the seed summary's reading) freezes every layer but the last after phase 1.
+The 'last_layer' variant (the seed summary's reading) freezes every layer but the last after phase 1. The
+experiment's job (both phases, the bounds on S ∖ S_αm) is gapbench.experiments.analysis_jobs.two_phase_job.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 
-import torch
 from torch import nn
 
+from ..errors import check_choice, param_error
+from ..models import init_weights
 from .deep_paths import TwoPhaseNet
-from .errors import check_choice, param_error
-from .evaluate import zero_one_error
 
 _LAYERWISE = (nn.Linear, nn.Conv2d)
 
@@ -39,7 +40,6 @@ def freeze_all_but_last(model: nn.Sequential) -> nn.Sequential:
 
 def first_points(data, count: int):
     """The dataset restricted to its first `count` training points (S_αm: the draw order is already random)."""
-    import dataclasses
     train = data.train
     head = dataclasses.replace(train, x=train.x[:count], y=train.y[:count], indices=train.indices[:count])
     return dataclasses.replace(data, train=head)
@@ -47,7 +47,6 @@ def first_points(data, count: int):
 
 def rest_points(data, count: int):
     """The training points after the first `count`: S ∖ S_αm, the points phase 1 never saw."""
-    import dataclasses
     train = data.train
     return dataclasses.replace(train, x=train.x[count:], y=train.y[count:], indices=train.indices[count:],
                                name="train_rest")
@@ -60,7 +59,6 @@ PHASE2_INITS = ("warm", "fresh")
 def normalized(data, mean: float, std: float):
     """A copy of `data` whose inputs (every split) are (x − mean)/std: fixed constants, not statistics of S,
     so the gates learned on S_αm stay independent of S ∖ S_αm (PyTorch's MNIST example: 0.1307, 0.3081)."""
-    import dataclasses
     if not std > 0:
         raise param_error("normalize", "kkb2017-two-phase", "[mean, std] with std > 0", [mean, std],
                           "Pass e.g. --set normalize=[0.1307,0.3081], or null for raw [0, 1] pixels.")
@@ -75,7 +73,6 @@ def phase2_start(phase1_model: nn.Module, mode: str, init: str, cfg) -> nn.Modul
     """The net phase 2 trains. 'warm' (KKB §5.3.1: w̄ keeps training from w_{S_αm}): the phase-1 weights.
     'fresh': the trainable part (the whole value net, or the last layer) restarts from a new draw of the
     config's init scheme with the run's init seed; the gates (or frozen features) stay at phase 1's weights."""
-    from .models import init_weights
     check_choice(init, "phase2_init", "kkb2017-two-phase", PHASE2_INITS)
     net = gated_from(phase1_model) if mode == "two_phase" else freeze_all_but_last(phase1_model)
     if init == "fresh":
@@ -95,72 +92,3 @@ def epoch_budgets(p, m: int, count: int) -> dict[str, int]:
     return {"standard": int(p.get("standard_epochs") or 2 * epochs),
             "phase1": epochs if budget == "epochs" else max(1, round(epochs * m / count)),
             "phase2": int(p.get("phase2_epochs") or epochs)}
-
-
-def _with_epochs(cfg, epochs: int):
-    import dataclasses
-    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, max_epochs=epochs))
-
-
-def two_phase_job(config, runtime, out_dir):
-    """Sweep job for `kkb2017-two-phase`: mode 'standard' (all m points, the baseline), 'two_phase' (gates
-    learned on S_αm then frozen; value weights trained on all m points) or 'last_layer' (all but the last layer
-    frozen after phase 1). Epochs per run: :func:`epoch_budgets`; phase 2's start: :func:`phase2_start`
-    (hp 'phase2_init'); inputs: :func:`normalized` when hp 'normalize' is [mean, std]."""
-    import time
-
-    from .bounds import bound
-    from .config import RunConfig, from_dict
-    from .jobs import _load
-    from .progress import report
-    from .run import source_from_run
-    from .sweep import JobResult
-    from .train import fit
-    torch.set_num_threads(runtime.threads)
-    cfg = from_dict(RunConfig, config["run"])
-    p = config["hp"]
-    data = _load(cfg, runtime)
-    if p.get("normalize"):
-        data = normalized(data, *map(float, p["normalize"]))
-    start = time.perf_counter()
-    if p["mode"] == "standard":
-        run = fit(_with_epochs(cfg, epoch_budgets(p, len(data.train), len(data.train))["standard"]), data,
-                  runtime=runtime, on_epoch=report)
-        model, failed = run.model, run.status == "failed" and run.reason
-        values = {}
-    else:
-        count = max(1, round(float(p["alpha"]) * len(data.train)))
-        budgets = epoch_budgets(p, len(data.train), count)
-        phase1 = fit(_with_epochs(cfg, budgets["phase1"]), first_points(data, count), runtime=runtime,
-                     on_epoch=lambda e: report({**e, "phase": 1}))
-        net = phase2_start(phase1.model, p["mode"], p.get("phase2_init", "warm"), cfg)
-        phase2 = fit(_with_epochs(cfg, budgets["phase2"]), data, runtime=runtime, model=net,
-                     init_source=source_from_run(phase1, data.train.source),
-                     on_epoch=lambda e: report({**e, "phase": 2}))
-        model, failed = phase2.model, (phase1.status == "failed" and phase1.reason) or (
-            phase2.status == "failed" and phase2.reason)
-        values = {"n_phase1": float(count), "n_rest": float(len(data.train) - count)}
-        if count < len(data.train) and not failed:
-            values.update(_rest_bounds(model, data, count, p, bound))
-    if failed:
-        return JobResult({}, status="failed", reason=str(failed))
-    values.update({"train_error": zero_one_error(model, data.train.x, data.train.y),
-                   "test_error": zero_one_error(model, data.test.x, data.test.y),
-                   "job_seconds": time.perf_counter() - start})
-    values["test_accuracy"] = 1.0 - values["test_error"]
-    return JobResult(values)
-
-
-def _rest_bounds(model, data, count, p, bound) -> dict[str, float]:
-    """Bounds on the (1 − α)·m points phase 1 never saw: the rigorous linear-margin bound (last-layer variant:
-    a linear head on features frozen after phase 1) and KKB's Theorem 8 (plug-in constants: an estimate)."""
-    rest = rest_points(data, count)
-    out = {"rest_error": zero_one_error(model, rest.x, rest.y)}      # batched, no autograd graph
-    if p["mode"] == "last_layer":
-        out["linear_margin"] = bound("linear_margin", model, rest, delta=0.05).value
-    elif p["mode"] == "two_phase" and p.get("theorem8", True):
-        population = (data.test.x[:p["n_population"]], data.test.y[:p["n_population"]])
-        est = bound("kkb2017_theorem8", model, rest, delta=0.05, population=population,
-                    max_paths=int(p["theorem8_max_paths"]))
-        out["kkb2017_theorem8_plugin"] = est.value
-    return out
