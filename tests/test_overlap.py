@@ -1,6 +1,7 @@
 """Held-out data must not be training data: certify(), bound('heldout_*') and the CLI check the training record."""
 
 import dataclasses
+import json
 
 import pytest
 import torch
@@ -173,3 +174,20 @@ def test_fit_refuses_data_from_another_pool(sphere):
                        r"whose training pool is 'hypersphere:train\(.*subset_seed=1\)'\. Got data from "
                        r"'hypersphere:train\(.*subset_seed=0\)' instead\. Pass gb.load_data\(cfg.data\)"):
         gb.fit(cfg, sphere)
+
+
+def test_cli_certify_assume_var_is_printed_and_checked(tmp_path):
+    """--assume-var switches heldout_bernstein to KKB's assumed-variance form, says so, and is range-checked
+    under its own name; without it the Bernstein row is the assumption-free one."""
+    cfg = gb.RunConfig(data=SPHERE, model=gb.ModelConfig(width=4), train=gb.TrainConfig(stop="epochs",
+                                                                                       max_epochs=1))
+    path = gb.save_checkpoint(tmp_path / "run.pt", gb.fit(cfg))
+    free = CliRunner().invoke(main, ["certify", str(path), "--split", "val", "--json"])
+    assumed = CliRunner().invoke(main, ["certify", str(path), "--split", "val", "--json", "--assume-var", "1e-4"])
+    assert free.exit_code == assumed.exit_code == 0, (free.output, assumed.output)
+    free_b = json.loads(free.output)["bounds"]["heldout_bernstein"]
+    assumed_b = json.loads(assumed.output)["bounds"]["heldout_bernstein"]
+    assert assumed_b["value"] < free_b["value"]
+    assert any(a.startswith("assumes Var ≤ 0.0001") for a in assumed_b["assumptions"])
+    bad = CliRunner().invoke(main, ["certify", str(path), "--split", "val", "--assume-var", "-1"])
+    assert bad.exit_code == 2 and "'--assume-var'" in bad.output and "Traceback" not in bad.output

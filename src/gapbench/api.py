@@ -97,10 +97,11 @@ def measure_checkpoint(path, *, data_name=None, split="train", quantities=None, 
     return values
 
 
-def certify_checkpoint(path, *, data_name=None, split="test", delta=0.05, family_size=1, data_dir=None):
+def certify_checkpoint(path, *, data_name=None, split="test", delta=0.05, family_size=1, assume_var=None,
+                       data_dir=None):
     """`certify` a checkpoint on a held-out split, refusing a split that overlaps its training points (on
     another dataset, `data_name`, its record says nothing and the certificate states the assumption)."""
     from .certificate import certify as _certify
     run, data, same_data = _checkpoint_and_data(path, data_name, data_dir)
-    return _certify(run.model, data.split(split), delta=delta, family_size=family_size,
+    return _certify(run.model, data.split(split), delta=delta, family_size=family_size, assume_var=assume_var,
                     run=run if same_data else None)

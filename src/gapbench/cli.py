@@ -246,16 +246,21 @@ def measure(checkpoint_path, data_name, split, quantities, data_dir, as_json):
 @click.option("--delta", default=0.05, show_default=True, type=float)
 @click.option("--family-size", default=1, show_default=True, type=int,
               help="Number of models this one was selected from using the same held-out data.")
+@click.option("--assume-var", type=float, default=None,
+              help="ASSUME the 0-1 loss variance is at most this (KKB's Bernstein form; printed with the result). "
+                   "Default: the assumption-free Bernstein bound.")
 @data_dir_option
 @click.option("--json", "as_json", is_flag=True)
-def certify(checkpoint_path, data_name, split, delta, family_size, data_dir, as_json):
+def certify(checkpoint_path, data_name, split, delta, family_size, assume_var, data_dir, as_json):
     """Tightest valid upper bound on CHECKPOINT's test error from held-out data."""
     from .api import certify_checkpoint
-    from .errors import check_positive_int, check_probability
+    from .errors import check_positive_float, check_positive_int, check_probability
     check_probability(delta, "--delta", "gapbench certify")
     check_positive_int(family_size, "--family-size", "gapbench certify")
+    if assume_var is not None:
+        check_positive_float(assume_var, "--assume-var", "gapbench certify")
     cert = certify_checkpoint(checkpoint_path, data_name=data_name, split=split, delta=delta,
-                              family_size=family_size, data_dir=data_dir)
+                              family_size=family_size, assume_var=assume_var, data_dir=data_dir)
     click.echo(json.dumps(cert.as_dict(), indent=2, default=str) if as_json else cert.format())
 
 

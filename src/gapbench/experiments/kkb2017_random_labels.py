@@ -106,7 +106,12 @@ EXPERIMENT = register(Experiment(
     claims=(Claim("memorizes", "train error ≤ 0.01 at every label-noise fraction", _train_error),
             Claim("test_error_increases", "test error increases with the label-noise fraction",
                   _test_error_increases),
-            Claim("bound_tracks_test_error", "validation bound within 0.03 above the test error", _bound_tracks)),
+            Claim("bound_tracks_test_error", "validation bound within 0.03 above the test error", _bound_tracks,
+                  expected_not_held={"smoke": "100 training points: the validation points (training file) and the "
+                                              "MNIST test file differ in difficulty at that size; measured at p = 0: "
+                                              "validation error 0.163, test error 0.241 (n = 1,000 each, ≈ 6 "
+                                              "standard errors apart), so the bound on the validation population "
+                                              "falls below the test-file error"})),
     plot=plot,
     notes={"smoke": "100 training points, 2 noise levels", "quick": "1,000 training points",
            "demo": "as quick: 1,000 training points",

@@ -137,7 +137,10 @@ EXPERIMENT = register(Experiment(
     },
     points=points,
     job=train_measure,
-    claims=(Claim("bounds_hold", "every bound ≥ test error (≤ 5 % exceptions at δ = 0.05)", _violations),
+    claims=(Claim("bounds_hold", "every bound ≥ test error (≤ 5 % exceptions at δ = 0.05)", _violations,
+                  expected_not_held={"smoke": "10 (model, bound) pairs, so one exception is already 10 %; measured: "
+                                              "the random-label model's binomial bound 0.862 vs test error 0.865, "
+                                              "itself an estimate from 1,000 test points (standard error ≈ 0.011)"}),
             Claim("best_model_tight", "binomial bound − test error ≤ 0.03 for the selected model", _best_model_gap),
             Claim("norms_do_not_order", "no norm measure orders models better than the validation bound",
                   _norms_do_not_order)),
