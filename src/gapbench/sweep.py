@@ -122,17 +122,39 @@ def resolve(fn: str) -> Callable[..., JobResult]:
     return obj
 
 
+@dataclass
+class Outcome:
+    """What one run of a job leaves for the store: made where the job ran, recorded by the store's writer."""
+
+    status: str                           # 'done' | 'failed'
+    values: dict[str, float]
+    reason: str = ""
+    seconds: float | None = None          # wall-clock time of the job (None: lost with its worker)
+    started: float | None = None          # Unix time it started
+    checkpoint: str | None = None
+    failure: str | None = None            # for a failed run: 'transient' | 'deterministic' (failure_kind)
+    trace: str | None = None              # an exception's traceback, for OUT/logs/<signature>.log (None: none)
+    interrupted: bool = False             # a KeyboardInterrupt: recorded, then re-raised
+
+
 def execute(job: Job, store: Store, runtime: Runtime, out_dir: Path,
             on_event: Callable[[dict], None] | None = None) -> str:
     """Run one job, record its result in `store`, and return its status ('done' | 'failed').
 
-    The worker-side half of a sweep: used in-process, in pool workers and as a Ray task. Progress events
-    (a 'start', then the job's own) go to `on_event`, else to this pool worker's queue, tagged with
-    the job's signature.
+    The worker-side half of a local sweep: used in-process and in pool workers. Progress events (a 'start',
+    then the job's own) go to `on_event`, else to this pool worker's queue, tagged with the job's signature.
     """
+    outcome = run_job(job, runtime, out_dir, on_event or _queue_put)
+    status = record(store, job, outcome, out_dir)
+    if outcome.interrupted:
+        raise KeyboardInterrupt
+    return status
+
+
+def run_job(job: Job, runtime: Runtime, out_dir: Path, on_event: Callable[[dict], None]) -> Outcome:
+    """Run one job and return its Outcome without touching any store; a GapbenchError propagates."""
     started, t0 = time.time(), time.perf_counter()
-    failure = None
-    sink = JobReporter(job.signature, on_event or _queue_put)
+    sink = JobReporter(job.signature, on_event)
     try:
         sink({"kind": "start"})
         with reporting(sink):
@@ -141,18 +163,23 @@ def execute(job: Job, store: Store, runtime: Runtime, out_dir: Path,
         values = _result_values(job, result)
     except GapbenchError:
         raise
-    except KeyboardInterrupt as exc:
-        _record_failure(store, job, exc, traceback.format_exc(), out_dir, started, time.perf_counter() - t0)
-        raise
-    except Exception as exc:
-        return _record_failure(store, job, exc, traceback.format_exc(), out_dir, started,
-                               time.perf_counter() - t0)
-    if result.status == "failed":
-        failure = "deterministic"     # the job ran and reported failure (training diverged)
-    store.record(job.experiment, job.signature, job.config, values, status=result.status,
-                 reason=result.reason, seconds=time.perf_counter() - t0, checkpoint=result.checkpoint,
-                 started=started, failure=failure)
-    return result.status
+    except (Exception, KeyboardInterrupt) as exc:
+        return Outcome("failed", {}, reason=f"{type(exc).__name__}: {exc}", seconds=time.perf_counter() - t0,
+                       started=started, failure=failure_kind(exc), trace=traceback.format_exc(),
+                       interrupted=isinstance(exc, KeyboardInterrupt))
+    failure = "deterministic" if result.status == "failed" else None   # the job reported failure (diverged)
+    return Outcome(result.status, values, reason=result.reason, seconds=time.perf_counter() - t0,
+                   started=started, checkpoint=result.checkpoint, failure=failure)
+
+
+def record(store: Store, job: Job, outcome: Outcome, out_dir: Path) -> str:
+    """Store `outcome` as the run of `job` (a failure's traceback to OUT/logs/) and return its status."""
+    if outcome.trace is not None:
+        _log_failure(Path(out_dir), job, outcome.reason, outcome.trace)
+    store.record(job.experiment, job.signature, job.config, outcome.values, status=outcome.status,
+                 reason=outcome.reason, seconds=outcome.seconds, checkpoint=outcome.checkpoint,
+                 started=outcome.started, failure=outcome.failure)
+    return outcome.status
 
 
 def _queue_put(event: dict) -> None:
@@ -178,11 +205,8 @@ def failure_kind(exc: BaseException) -> str:
 def _record_failure(store: Store, job: Job, exc: BaseException, trace: str, out_dir: Path,
                     started: float | None, seconds: float | None) -> str:
     """Store `job` as failed with the exception as reason and its kind, log the traceback; 'failed'."""
-    reason = f"{type(exc).__name__}: {exc}"
-    _log_failure(Path(out_dir), job, reason, trace)
-    store.record(job.experiment, job.signature, job.config, {}, status="failed", reason=reason,
-                 seconds=seconds, started=started, failure=failure_kind(exc))
-    return "failed"
+    return record(store, job, Outcome("failed", {}, reason=f"{type(exc).__name__}: {exc}", seconds=seconds,
+                                      started=started, failure=failure_kind(exc), trace=trace), out_dir)
 
 
 class JobResultError(TypeError):
