@@ -70,17 +70,24 @@ def os_error(exc: OSError, fallback: Path, what: str) -> GapbenchError | None:
     return None
 
 
-def _runtime(workers=1, data_dir=None, device="cpu", progress=True):
+def _runtime(workers=1, data_dir=None, device="cpu", progress=True, backend="local", ray_address=None):
     from .config import Runtime
     from .errors import param_error
     if workers < 1:
         raise param_error("workers", "gapbench run", "an int >= 1", workers)
+    if ray_address is not None and backend != "ray":
+        raise GapbenchError(f"--ray-address {ray_address} was given with --backend {backend}; the address is "
+                            f"used only by --backend ray. Add --backend ray, or drop --ray-address.")
+    if backend == "ray":
+        from .ray_backend import import_ray
+        import_ray()                         # a missing extra is one paragraph now, before any work
     if device.startswith("cuda"):
         import torch
         if not torch.cuda.is_available():
             raise GapbenchError(f"--device {device} was requested but CUDA is not available on this "
                                 f"machine. Use --device cpu.")
-    return Runtime(device=device, workers=workers, data_dir=data_dir, progress=progress)
+    return Runtime(device=device, workers=workers, data_dir=data_dir, progress=progress, backend=backend,
+                   ray_address=ray_address)
 
 
 def _parse_sets(pairs: tuple[str, ...]) -> dict[str, str]:
@@ -94,6 +101,11 @@ def _parse_sets(pairs: tuple[str, ...]) -> dict[str, str]:
     return out
 
 
+backend_option = click.option("--backend", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+                              help="Where jobs run: local worker processes, or Ray tasks on a cluster "
+                                   "(pip install 'gapbench[ray]'); the store is written here either way.")
+ray_address_option = click.option("--ray-address", default=None, metavar="HOST:PORT",
+                                  help="The Ray cluster for --backend ray (default: start a local Ray instance).")
 data_dir_option = click.option("--data-dir", type=click.Path(file_okay=False), default=None,
                                help="Dataset directory (default: $GAPBENCH_DATA, else the user cache).")
 
@@ -146,13 +158,17 @@ def _print_outcome(outcome, as_json: bool):
 @click.option("--out", default=DEFAULT_OUT, show_default=True, type=click.Path(file_okay=False))
 @click.option("--device", default="cpu", show_default=True)
 @data_dir_option
+@backend_option
+@ray_address_option
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.option("--no-progress", is_flag=True, help="Hide progress bars.")
 @click.option("--retry-failed", is_flag=True, help="Re-run stored failed runs instead of reusing them.")
-def run(experiment, preset, sets, workers, out, device, data_dir, as_json, no_progress, retry_failed):
+def run(experiment, preset, sets, workers, out, device, data_dir, backend, ray_address, as_json, no_progress,
+        retry_failed):
     """Train what is missing, measure, store, plot and check the claims of EXPERIMENT."""
     from .experiments.runner import run_experiment
-    runtime = _runtime(workers, data_dir, device, progress=not no_progress)
+    runtime = _runtime(workers, data_dir, device, progress=not no_progress, backend=backend,
+                       ray_address=ray_address)
     with _faults(out):
         outcome = run_experiment(experiment, preset, overrides=_parse_sets(sets), out=out, runtime=runtime,
                                  progress=not no_progress, retry_failed=retry_failed,
@@ -260,11 +276,14 @@ def certify(checkpoint_path, data_name, split, delta, family_size, data_dir, as_
 @click.option("--workers", default=min(4, os.cpu_count() or 1), show_default=True, type=int,
               help="Worker processes (1 thread each); default: the CPU count, at most 4.")
 @data_dir_option
-def demo(out, workers, data_dir):
+@backend_option
+@ray_address_option
+def demo(out, workers, data_dir, backend, ray_address):
     """The headline results of both papers in one HTML report (prints each experiment's time and the total)."""
     from .demo import run_demo
+    runtime = _runtime(workers, data_dir, backend=backend, ray_address=ray_address)
     with _faults(out):
-        path = run_demo(out=out, runtime=_runtime(workers, data_dir))
+        path = run_demo(out=out, runtime=runtime)
     click.echo(f"demo report: {path}")
 
 

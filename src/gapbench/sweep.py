@@ -33,10 +33,10 @@ Rules (SPEC §5):
   multiprocessing queue from pool workers (the parent drains it every :data:`POLL_S` seconds while it waits).
   A worker never blocks on that queue (``cancel_join_thread``), a failing put is ignored, and a job that ends
   (or dies with its worker) leaves the display's running set, so nothing waits on progress. Ray tasks report
-  only their ends.
-- backend='ray' (optional extra, ``pip install gapbench[ray]``) runs the same job wrapper as Ray tasks with at
-  most ``workers`` in flight; the store path must then be on a file system all Ray nodes share with working
-  POSIX locks (SQLite's requirement). Only its missing-dependency error is tested here.
+  their starts and ends.
+- backend='ray' (optional extra, ``pip install 'gapbench[ray]'``): :mod:`gapbench.ray_backend` runs
+  :func:`run_job` as Ray tasks and this process alone records their outcomes (:func:`record`); no node needs
+  the store or the output directory.
 """
 
 from __future__ import annotations
@@ -224,7 +224,7 @@ def _result_values(job: Job, result: Any) -> dict[str, float]:
 
 def run_sweep(jobs: list[Job], store: Store | str | Path, *, workers: int = 1, runtime: Runtime | None = None,
               out_dir: str | Path | None = None, progress: bool = True, retry_failed: bool = False,
-              backend: str = "local", on_progress: Callable[[dict], None] | None = None) -> SweepResult:
+              backend: str | None = None, on_progress: Callable[[dict], None] | None = None) -> SweepResult:
     """Run every job the store does not have yet and return which were trained, reused and failed.
 
     Args:
@@ -240,14 +240,15 @@ def run_sweep(jobs: list[Job], store: Store | str | Path, *, workers: int = 1, r
             estimated from measured job durations (before any finishes here: those stored for the same
             experiment, else the running jobs' epoch progress).
         retry_failed: run again every job stored as 'failed' (transient failures are run again anyway).
-        backend: 'local' (this machine) or 'ray'.
+        backend: 'local' (this machine) or 'ray' (gapbench.ray_backend; the cluster at runtime.ray_address);
+            default runtime.backend.
         on_progress: also called in this process with every progress event (dicts with 'kind' ('start',
             'epoch', 'end') and 'signature'), e.g. to log them.
     """
     where = "run_sweep()"
     workers = check_positive_int(workers, "workers", where)
-    check_choice(backend, "backend", where, BACKENDS)
     runtime = runtime if runtime is not None else Runtime()
+    backend = check_choice(backend or runtime.backend, "backend", where, BACKENDS)
     store = store if isinstance(store, Store) else Store(store)
     out_dir = Path(out_dir) if out_dir is not None else store.path.parent
     unique = _dedupe(jobs)
@@ -271,7 +272,8 @@ def run_sweep(jobs: list[Job], store: Store | str | Path, *, workers: int = 1, r
     forward = forwarder(display, on_progress)
     try:
         if backend == "ray":
-            outcomes = _run_ray(todo, store, runtime, out_dir, workers)
+            from .ray_backend import run_ray
+            outcomes = run_ray(todo, store, runtime, out_dir, workers, forward)
         elif workers == 1:
             outcomes = ((job, execute(job, store, runtime, out_dir, forward)) for job in todo)
         else:
@@ -358,31 +360,6 @@ def _record_broken(store: Store, job: Job, exc: BrokenProcessPool, out_dir: Path
     if stored is not None and stored.status == "done":
         return "done"
     return _record_failure(store, job, exc, "", out_dir, None, None)
-
-
-def _execute_ray(job: Job, store: Store, runtime: Runtime, out_dir: Path) -> str:
-    _init_worker(runtime.threads)
-    return execute(job, store, runtime, out_dir)
-
-
-def _run_ray(todo: list[Job], store: Store, runtime: Runtime, out_dir: Path,
-             workers: int) -> Iterator[tuple[Job, str]]:
-    try:
-        import ray
-    except ImportError:
-        raise GapbenchError("The 'backend' parameter of run_sweep() is 'ray', but Ray is not installed. "
-                            "Install it with: pip install gapbench[ray] (or use backend='local').") from None
-    if not ray.is_initialized():
-        ray.init()
-    task = ray.remote(num_cpus=runtime.threads)(_execute_ray)
-    queue, pending = list(todo), {}
-    while queue or pending:
-        while queue and len(pending) < workers:
-            job = queue.pop(0)
-            pending[task.remote(job, store, runtime, out_dir)] = job
-        ready, _ = ray.wait(list(pending), num_returns=1)
-        for ref in ready:
-            yield pending.pop(ref), ray.get(ref)   # Ray re-raises a task's GapbenchError as a subclass of it
 
 
 def _log_failure(out_dir: Path, job: Job, reason: str, trace: str) -> None:
