@@ -19,12 +19,12 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from sweep_jobs import expected_values, jobs
 
 import gapbench
 from gapbench.cli import main
 from gapbench.config import Runtime
 from gapbench.store import Store
-from sweep_jobs import expected_values, jobs
 
 TESTS = Path(__file__).parent
 DRIVER = TESTS / "ray_driver.py"
@@ -143,6 +143,21 @@ def test_killed_driver_resumes_on_rerun(cluster, tmp_path):
     assert all(runs_per_job[sig] == 1 for sig in before)       # nothing stored before the kill ran again
 
 
+@pytest.mark.ray
+def test_job_errors_on_the_cluster_are_recorded_or_raised_as_locally(cluster, tmp_path):
+    db = tmp_path / "s.sqlite"
+    crashed = _start_driver(db, cluster.address, {"fn": "crash", "xs": [1], "extra": {}})
+    out, err = crashed.communicate(timeout=180)
+    assert json.loads(out.splitlines()[-1]) == {"trained": 0, "reused": 0, "failed": 1}
+    [run] = Store(db).runs("exp")
+    assert run.status == "failed" and run.reason == "ValueError: boom 1" and run.failure == "deterministic"
+    assert "boom 1" in (tmp_path / "logs" / f"{run.signature}.log").read_text()   # written by the driver
+    mistaken = _start_driver(db, cluster.address, {"fn": "user_error", "xs": [2], "extra": {}})
+    out, err = mistaken.communicate(timeout=180)
+    assert mistaken.returncode != 0
+    assert err.strip().splitlines()[-1].startswith("gapbench.errors.GapbenchError: The 'x' parameter")
+
+
 def test_missing_ray_is_one_paragraph_naming_the_extra(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "ray", None)              # `import ray` raises ImportError
     result = CliRunner().invoke(main, ["run", "nk2019-linear", "--preset", "smoke", "--backend", "ray",
@@ -166,12 +181,37 @@ def test_runtime_carries_the_backend():
 def test_data_payload_ships_verified_files_and_nodes_use_them(data_dir, tmp_path):
     from gapbench.data.fetch import dataset_status
     from gapbench.ray_backend import _node_data_dir, data_payload, dataset_names
-    sweep = jobs("square", [1], run={"data": {"name": "mnist"}}) + jobs("square", [2], run={"data": {"name": "nk_linear"}})
+    sweep = (jobs("square", [1], run={"data": {"name": "mnist"}})
+             + jobs("square", [2], run={"data": {"name": "nk_linear"}}))
     assert dataset_names(sweep) == {"mnist", "nk_linear"}
     payload = data_payload(sweep, str(data_dir))
     assert list(payload) == ["mnist"]                          # a generated dataset ships nothing
-    assert {Path(rel).name for rel in payload["mnist"]} == {f.path.name for f in dataset_status("mnist", data_dir).files}
+    canonical = {file.path.name for file in dataset_status("mnist", data_dir).files}
+    assert {Path(rel).name for rel in payload["mnist"]} == canonical
     assert _node_data_dir(str(data_dir), payload) == str(data_dir)     # a node that has the data uses its own
     shipped = _node_data_dir(str(tmp_path / "empty"), payload)         # one that has not gets the shipped copy
     assert shipped != str(tmp_path / "empty") and dataset_status("mnist", shipped).state == "verified"
     assert _node_data_dir(str(tmp_path / "empty"), payload) == shipped  # written once per process
+
+
+@pytest.mark.ray
+def test_ray_bench_times_both_backends_on_the_cluster(cluster, monkeypatch):
+    import ray
+
+    from gapbench.bench_ray import format_ray_bench, run_ray_bench
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+    try:
+        result = run_ray_bench(jobs=2, job_seconds=0.5, workers=2, repeats=1, address=cluster.address)
+    finally:
+        ray.shutdown()
+    assert len(result["local_seconds"]) == len(result["ray_seconds"]) == 1
+    assert min(result["local_seconds"] + result["ray_seconds"]) >= 0.5       # at least one job's busy time
+    assert result["ratio_ray_over_local"] == pytest.approx(result["ray_seconds"][0] / result["local_seconds"][0])
+    assert "ratio ray/local" in format_ray_bench(result)
+
+
+def test_busy_job_keeps_busy_for_its_wall_time(tmp_path):
+    from gapbench.bench_ray import busy
+    start = time.perf_counter()
+    result = busy({"index": 0, "seconds": 0.3}, Runtime(), tmp_path)
+    assert 0.3 <= time.perf_counter() - start < 5 and result.values["steps"] >= 1

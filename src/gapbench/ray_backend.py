@@ -36,7 +36,7 @@ from .checkpoint import atomic_write_bytes
 from .config import Runtime
 from .errors import GapbenchError
 from .store import Store
-from .sweep import Job, Outcome, _init_worker, record, run_job
+from .sweep import Job, Outcome, _init_worker, failure_kind, record, run_job
 
 TASK_RETRIES = 3               # re-runs of a task whose worker or node died, before it counts as failed
 IN_FLIGHT_PER_SLOT = 2         # tasks submitted per free task slot: nodes stay busy while the driver records
@@ -111,7 +111,10 @@ def _record_result(ray, ref, store: Store, job: Job, out_dir: Path) -> str:
     except ray.exceptions.RayTaskError as exc:
         if isinstance(exc.cause, GapbenchError):     # the user's mistake: stop the sweep with its message
             raise exc.cause from None
-        raise
+        cause = exc.cause if isinstance(exc.cause, BaseException) else exc   # the task's own set-up failed
+        outcome = Outcome("failed", {}, reason=f"{type(cause).__name__}: {cause}"[:2000],
+                          failure=failure_kind(cause), trace=str(exc))
+        return record(store, job, outcome, out_dir)
     except ray.exceptions.RayError as exc:          # worker or node lost TASK_RETRIES + 1 times
         outcome = Outcome("failed", {}, reason=f"{type(exc).__name__}: {exc}"[:2000], failure="transient",
                           trace="")
