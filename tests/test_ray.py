@@ -24,6 +24,7 @@ from sweep_jobs import expected_values, jobs
 import gapbench
 from gapbench.cli import main
 from gapbench.config import Runtime
+from gapbench.errors import GapbenchError
 from gapbench.store import Store
 
 TESTS = Path(__file__).parent
@@ -195,13 +196,17 @@ def test_data_payload_ships_verified_files_and_nodes_use_them(data_dir, tmp_path
 
 
 @pytest.mark.ray
-def test_ray_bench_times_both_backends_on_the_cluster(cluster, monkeypatch):
+def test_ray_bench_and_task_slots_on_the_cluster(cluster, monkeypatch):
     import ray
 
     from gapbench.bench_ray import format_ray_bench, run_ray_bench
+    from gapbench.ray_backend import task_slots
     monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
     try:
         result = run_ray_bench(jobs=2, job_seconds=0.5, workers=2, repeats=1, address=cluster.address)
+        assert task_slots(Runtime(backend="ray", ray_address=cluster.address)) == 2     # 1 CPU on each node
+        with pytest.raises(GapbenchError, match="has no GPU"):                         # never waits forever
+            task_slots(Runtime(device="cuda", backend="ray", ray_address=cluster.address))
     finally:
         ray.shutdown()
     assert len(result["local_seconds"]) == len(result["ray_seconds"]) == 1

@@ -83,7 +83,7 @@ def _runtime(workers=1, data_dir=None, device="cpu", progress=True, backend="loc
     if backend == "ray":
         from .ray_backend import import_ray
         import_ray()                         # a missing extra is one paragraph now, before any work
-    if device.startswith("cuda"):
+    if device.startswith("cuda") and backend != "ray":      # Ray checks the cluster's GPUs instead
         import torch
         if not torch.cuda.is_available():
             raise GapbenchError(f"--device {device} was requested but CUDA is not available on this "

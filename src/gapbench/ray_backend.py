@@ -18,10 +18,10 @@ Design (issue 15):
   that still fails is recorded as a transient failure, which the next sweep runs again; a killed driver loses
   only the tasks in flight, and rerunning the sweep resumes.
 - **Resources.** Each task asks for ``runtime.threads`` CPUs and one GPU when ``runtime.device`` is CUDA, so
-  one command fills a mixed cluster. At most :func:`in_flight_limit` tasks are submitted at once
+  one command fills a mixed cluster. At most IN_FLIGHT_PER_SLOT tasks per task slot are submitted at once
   (back-pressure: a 10,000-job zoo never floods the object store).
-- **Progress.** A job is 'started' for the display when its task is submitted and ends when the driver
-  records it; epochs are not streamed from the nodes.
+- **Progress.** The display shows as running the first :func:`task_slots` submitted tasks not yet returned,
+  and a job ends when the driver records it; epochs are not streamed from the nodes.
 """
 
 from __future__ import annotations
@@ -74,30 +74,49 @@ def connect(address: str | None):
     return ray
 
 
-def in_flight_limit(ray, runtime: Runtime, workers: int) -> int:
-    """How many tasks may be submitted at once: IN_FLIGHT_PER_SLOT per task slot of the cluster now (CPUs
-    / threads per task), at least `workers`."""
-    slots = int(ray.cluster_resources().get("CPU", 1) // max(runtime.threads, 1))
-    return max(workers, IN_FLIGHT_PER_SLOT * max(slots, 1))
+def task_slots(runtime: Runtime) -> int:
+    """How many tasks the cluster runs at once now: its CPUs / runtime.threads (and its GPUs, for CUDA);
+    connects to runtime.ray_address first."""
+    resources = connect(runtime.ray_address).cluster_resources()
+    slots = int(resources.get("CPU", 1) // max(runtime.threads, 1))
+    if str(runtime.device).startswith("cuda"):
+        gpus = int(resources.get("GPU", 0))
+        if gpus == 0:
+            raise GapbenchError(f"--device {runtime.device} was requested, but the Ray cluster at "
+                                f"{runtime.ray_address or 'this machine'} has no GPU (its resources: "
+                                f"{dict(sorted(resources.items()))}). Join nodes with GPUs, or use --device cpu.")
+        slots = min(slots, gpus)
+    return max(slots, 1)
 
 
 def run_ray(todo: list[Job], store: Store, runtime: Runtime, out_dir: Path, workers: int,
             on_event: Callable[[dict], None]) -> Iterator[tuple[Job, str]]:
-    """Run `todo` as Ray tasks; yield (job, status) as the driver records each result (module doc)."""
+    """Run `todo` as Ray tasks; yield (job, status) as the driver records each result (module doc).
+
+    At most max(workers, IN_FLIGHT_PER_SLOT x task_slots) tasks are submitted at once; the first task_slots
+    of those in submission order are shown as running ('start' events), as a pool shows its workers' jobs."""
     ray = connect(runtime.ray_address)
     gpus = 1 if str(runtime.device).startswith("cuda") else 0
     task = ray.remote(num_cpus=runtime.threads, num_gpus=gpus, max_retries=TASK_RETRIES)(_run_on_node)
     data_ref = ray.put(data_payload(todo, runtime.data_dir))
-    limit = in_flight_limit(ray, runtime, workers)
-    queue, pending = list(reversed(todo)), {}
+    slots = task_slots(runtime)
+    limit = max(workers, IN_FLIGHT_PER_SLOT * slots)
+    queue, pending, waiting, running = list(reversed(todo)), {}, [], set()
     try:
         while queue or pending:
             while queue and len(pending) < limit:
                 job = queue.pop()
                 pending[task.remote(job, runtime, data_ref)] = job
+                waiting.append(job)
+            while waiting and len(running) < slots:
+                job = waiting.pop(0)
+                running.add(job.signature)
                 on_event({"kind": "start", "signature": job.signature})
             ready, _ = ray.wait(list(pending), num_returns=1)
             job = pending.pop(ready[0])
+            running.discard(job.signature)
+            if job in waiting:                 # Ray ran it before those submitted earlier
+                waiting.remove(job)
             yield job, _record_result(ray, ready[0], store, job, Path(out_dir))
     finally:
         for ref in pending:            # the driver stops (an error, Ctrl-C): nothing more runs for it

@@ -9,8 +9,9 @@ Rules (SPEC §5):
   too, unless ``retry_failed`` or its failure was transient (see below). Identical jobs are run once; two
   jobs with one key but different configs are an error.
 - Each job records its own result in the store (one transaction) the moment it ends, from the process that
-  ran it, so killing the sweep (even ``kill -9`` of the whole process group) loses only the jobs in flight;
-  rerunning the same sweep resumes where it stopped.
+  ran it (with backend 'ray', the driver records it the moment the task's result arrives), so killing the
+  sweep (even ``kill -9`` of the whole process group) loses only the jobs in flight; rerunning the same
+  sweep resumes where it stopped.
 - An exception from a job function that is not a GapbenchError is a failure of that run: it is stored as
   'failed' with reason ``"<ExceptionType>: <message>"``, the traceback goes to OUT/logs/<signature>.log, and
   the sweep goes on. The failure is classified when it is recorded (:func:`failure_kind`): **transient** when
@@ -267,7 +268,12 @@ def run_sweep(jobs: list[Job], store: Store | str | Path, *, workers: int = 1, r
             todo.append(job)
     if not todo:
         return result
-    display = SweepDisplay(labels(todo), workers=min(workers, len(todo)), enabled=progress,
+    if backend == "ray":
+        from .ray_backend import task_slots
+        slots = task_slots(runtime)        # connects to (or starts) Ray: a bad address fails before the display
+    else:
+        slots = workers
+    display = SweepDisplay(labels(todo), workers=min(slots, len(todo)), enabled=progress,
                            prior=_stored_seconds(store, unique, result.reused))
     forward = forwarder(display, on_progress)
     try:
