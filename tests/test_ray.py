@@ -121,6 +121,8 @@ def test_killed_worker_is_retried_and_its_job_stored_once(cluster, tmp_path):
     runs_per_job = Counter(side.read_text().split())
     assert runs_per_job[victim.stem] >= 2                      # Ray ran the killed task again
     assert all(runs_per_job[sig] == 1 for sig in signatures if sig != victim.stem)
+    print(f"ray kill worker: {len(signatures)} of {len(xs)} jobs stored, {len(xs) - len(signatures)} lost, "
+          f"{len(signatures) - len(set(signatures))} duplicated; the killed job ran {runs_per_job[victim.stem]}x")
 
 
 @pytest.mark.ray
@@ -139,9 +141,12 @@ def test_killed_driver_resumes_on_rerun(cluster, tmp_path):
     assert rerun.returncode == 0, err[-3000:]
     assert json.loads(out.splitlines()[-1]) == {"trained": len(xs) - len(before), "reused": len(before),
                                                 "failed": 0}
-    _check_complete(db, xs)
+    signatures = _check_complete(db, xs)
     runs_per_job = Counter(side.read_text().split())
     assert all(runs_per_job[sig] == 1 for sig in before)       # nothing stored before the kill ran again
+    print(f"ray kill driver: {len(before)} stored before the kill, {len(signatures)} of {len(xs)} after the rerun "
+          f"({len(xs) - len(signatures)} lost, {len(signatures) - len(set(signatures))} duplicated), "
+          f"{sum(runs_per_job.values()) - len(xs)} in-flight runs repeated")
 
 
 @pytest.mark.ray
