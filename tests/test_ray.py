@@ -164,14 +164,25 @@ def test_job_errors_on_the_cluster_are_recorded_or_raised_as_locally(cluster, tm
     assert err.strip().splitlines()[-1].startswith("gapbench.errors.GapbenchError: The 'x' parameter")
 
 
-def test_missing_ray_is_one_paragraph_naming_the_extra(monkeypatch, tmp_path):
+@pytest.mark.parametrize("command", [["run", "nk2019-linear", "--preset", "smoke"], ["demo"]])
+def test_missing_ray_is_one_paragraph_naming_the_extra(monkeypatch, tmp_path, command):
     monkeypatch.setitem(sys.modules, "ray", None)              # `import ray` raises ImportError
-    result = CliRunner().invoke(main, ["run", "nk2019-linear", "--preset", "smoke", "--backend", "ray",
-                                       "--out", str(tmp_path)])
+    result = CliRunner().invoke(main, [*command, "--backend", "ray", "--out", str(tmp_path)])
     assert result.exit_code == 2
     text = " ".join(result.output.split())
     assert "Ray is not installed" in text and "pip install 'gapbench[ray]'" in text
     assert "Traceback" not in result.output and not (tmp_path / "gapbench.sqlite").exists()
+
+
+def test_unreachable_ray_address_fails_fast(tmp_path):
+    pytest.importorskip("ray", reason="Ray is not installed: pip install 'gapbench[ray]'")
+    from ray_cluster import free_port_block
+    port = free_port_block(1)                                  # nothing listens there
+    start = time.perf_counter()
+    result = CliRunner().invoke(main, ["run", "nk2019-linear", "--preset", "smoke", "--backend", "ray",
+                                       "--ray-address", f"127.0.0.1:{port}", "--out", str(tmp_path)])
+    assert result.exit_code == 2 and time.perf_counter() - start < 60
+    assert f"nothing answers at 127.0.0.1:{port}" in " ".join(result.output.split())
 
 
 def test_ray_address_needs_the_ray_backend(tmp_path):

@@ -41,6 +41,7 @@ from .sweep import Job, Outcome, _init_worker, failure_kind, record, run_job
 TASK_RETRIES = 3               # re-runs of a task whose worker or node died, before it counts as failed
 IN_FLIGHT_PER_SLOT = 2         # tasks submitted per free task slot: nodes stay busy while the driver records
 INSTALL_HINT = "pip install 'gapbench[ray]'"
+CONNECT_TIMEOUT_S = 10.0       # for the head node's port to answer a TCP connect
 _data_dirs: dict[str, Path] = {}   # payload digest -> where this worker process materialized shipped data
 
 
@@ -60,6 +61,8 @@ def connect(address: str | None):
     ray = import_ray()
     if ray.is_initialized():
         return ray
+    if address is not None:
+        _check_reachable(address)
     import logging
     try:
         if address is None:
@@ -72,6 +75,21 @@ def connect(address: str | None):
                             f"--ray-address HEAD_IP:6379, or omit --ray-address to start a local Ray "
                             f"instance.") from exc
     return ray
+
+
+def _check_reachable(address: str) -> None:
+    """A GapbenchError now when nothing listens at a 'host:port' address (ray.init would retry for minutes)."""
+    import socket
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit() or "://" in address:
+        return                                  # 'auto', 'ray://…' and the like: left to ray.init
+    try:
+        socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT_S).close()
+    except OSError as exc:
+        raise GapbenchError(f"The --ray-address '{address}' does not reach a Ray cluster: nothing answers at "
+                            f"{host}:{port} ({exc.strerror or exc}). Start a head node there with 'ray start "
+                            f"--head --port {port}', check the host and port, or omit --ray-address to start a "
+                            f"local Ray instance.") from None
 
 
 def task_slots(runtime: Runtime) -> int:
