@@ -57,7 +57,8 @@ def import_ray():
 
 
 def connect(address: str | None):
-    """Connect to the Ray cluster at `address` ('host:port'), or start a local Ray instance when None."""
+    """Connect to the Ray cluster at `address` ('host:port'), or start a local Ray instance when None. Once
+    this process is connected, later calls reuse that connection (one cluster per process)."""
     ray = import_ray()
     if ray.is_initialized():
         return ray
@@ -70,6 +71,10 @@ def connect(address: str | None):
         else:
             ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
     except (ConnectionError, RuntimeError, ValueError) as exc:
+        if address is None:
+            raise GapbenchError(f"Ray could not start a local instance ({type(exc).__name__}: {exc}). Start "
+                                f"one with 'ray start --head --port 6379' and pass --ray-address "
+                                f"127.0.0.1:6379, or use --backend local.") from exc
         raise GapbenchError(f"The --ray-address '{address}' does not reach a Ray cluster ({type(exc).__name__}: "
                             f"{exc}). Start a head node with 'ray start --head --port 6379' and pass "
                             f"--ray-address HEAD_IP:6379, or omit --ray-address to start a local Ray "
