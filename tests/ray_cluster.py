@@ -103,9 +103,11 @@ class Cluster:
                      "--include-dashboard=false", "--dashboard-port", str(base + 7)]
         else:
             args += ["--address", self.address]
+        node_tmp = self.tmp / f"t{index}"            # the node's TMPDIR: its tasks' files go when it stops
+        node_tmp.mkdir()
         with open(log, "wb") as out:
-            proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=self.env,
-                                    start_new_session=True)
+            proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT,
+                                    env=dict(self.env, TMPDIR=str(node_tmp)), start_new_session=True)
         self.nodes.append(proc)
         deadline = time.monotonic() + START_TIMEOUT_S
         while READY not in log.read_text(errors="replace"):

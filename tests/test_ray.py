@@ -195,9 +195,15 @@ def test_runtime_carries_the_backend():
     assert Runtime().backend == "local" and Runtime(backend="ray", ray_address="h:1").ray_address == "h:1"
 
 
-def test_data_payload_ships_verified_files_and_nodes_use_them(data_dir, tmp_path):
+def test_data_payload_ships_verified_files_and_nodes_use_them(data_dir, tmp_path, monkeypatch):
+    import tempfile
+
+    from gapbench import ray_backend
     from gapbench.data.fetch import dataset_status
     from gapbench.ray_backend import _node_data_dir, data_payload, dataset_names
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "node-tmp"))   # this "node"'s temporary directory
+    monkeypatch.setattr(ray_backend, "_data_dirs", {})
+    (tmp_path / "node-tmp").mkdir()
     sweep = (jobs("square", [1], run={"data": {"name": "mnist"}})
              + jobs("square", [2], run={"data": {"name": "nk_linear"}}))
     assert dataset_names(sweep) == {"mnist", "nk_linear"}
@@ -207,8 +213,8 @@ def test_data_payload_ships_verified_files_and_nodes_use_them(data_dir, tmp_path
     assert {Path(rel).name for rel in payload["mnist"]} == canonical
     assert _node_data_dir(str(data_dir), payload) == str(data_dir)     # a node that has the data uses its own
     shipped = _node_data_dir(str(tmp_path / "empty"), payload)         # one that has not gets the shipped copy
-    assert shipped != str(tmp_path / "empty") and dataset_status("mnist", shipped).state == "verified"
-    assert _node_data_dir(str(tmp_path / "empty"), payload) == shipped  # written once per process
+    assert Path(shipped).parent == tmp_path / "node-tmp" and dataset_status("mnist", shipped).state == "verified"
+    assert _node_data_dir(str(tmp_path / "empty"), payload) == shipped  # one copy per payload
 
 
 @pytest.mark.ray

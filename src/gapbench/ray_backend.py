@@ -11,8 +11,9 @@ Design (issue 15):
   retrained model replaces nothing that a stored row points to.
 - **Data without a shared file system.** The driver puts the verified files of the datasets the jobs name
   (``config[...]["data"]["name"]``) into the object store once (``ray.put``). A task uses its node's own data
-  directory when that holds them verified, else writes the shipped files into a per-process temporary
-  directory and loads from there; either way the loader checks every file against its canonical checksum.
+  directory when that holds them verified, else writes the shipped files once into a temporary directory
+  of the node named by their digest and loads from there; either way the loader checks every file against
+  its canonical checksum.
 - **Idempotent.** A job is its signature. A task whose worker dies (killed, node lost) is retried by Ray
   (:data:`TASK_RETRIES`); the driver records the one value each task returns, so a job is stored once. A task
   that still fails is recorded as a transient failure, which the next sweep runs again; a killed driver loses
@@ -42,7 +43,7 @@ TASK_RETRIES = 3               # re-runs of a task whose worker or node died, be
 IN_FLIGHT_PER_SLOT = 2         # tasks submitted per free task slot: nodes stay busy while the driver records
 INSTALL_HINT = "pip install 'gapbench[ray]'"
 CONNECT_TIMEOUT_S = 10.0       # for the head node's port to answer a TCP connect
-_data_dirs: dict[str, Path] = {}   # payload digest -> where this worker process materialized shipped data
+_data_dirs: dict[str, Path] = {}   # payload digest -> where this worker process found its shipped data
 
 
 def import_ray():
@@ -227,8 +228,9 @@ def data_payload(jobs: list[Job], data_dir: str | None) -> dict[str, dict[str, b
 
 
 def _node_data_dir(data_dir: str | None, payload: dict[str, dict[str, bytes]]) -> str | None:
-    """The data directory a task reads: the node's own when it holds every shipped dataset verified, else a
-    per-process directory holding the shipped files (written once per worker process)."""
+    """The data directory a task reads: the node's own when it holds every shipped dataset verified, else the
+    node's temporary directory for this payload (one per payload digest, shared by the node's workers; the
+    loader verifies every file's checksum, so a damaged copy fails loudly rather than being used)."""
     from .data.fetch import dataset_status
     try:
         if all(dataset_status(name, data_dir).state == "verified" for name in payload):
@@ -239,8 +241,10 @@ def _node_data_dir(data_dir: str | None, payload: dict[str, dict[str, bytes]]) -
     digest = hashlib.sha256(b"".join(rel.encode() + hashlib.sha256(content).digest()
                                      for rel, content in sorted(files.items()))).hexdigest()
     if digest not in _data_dirs:
-        root = Path(tempfile.mkdtemp(prefix="gapbench-data-"))
+        root = Path(tempfile.gettempdir()) / f"gapbench-shipped-data-{digest[:16]}"
         for rel, content in files.items():
-            atomic_write_bytes(root / rel, content)
+            path = root / rel
+            if not path.is_file() or path.stat().st_size != len(content):
+                atomic_write_bytes(path, content)   # concurrent writers put identical bytes, atomically
         _data_dirs[digest] = root
     return str(_data_dirs[digest])
