@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Create .venv (if needed) and install gapbench with its test tools. torch==2.13.0 is installed first and
-# explicitly: it is the CPU build the machines carry; an unpinned torch would pull a multi-GB CUDA build.
+# Create .venv (if needed) and install gapbench with its test tools and the ray extra (tests/test_ray.py
+# starts a live two-node Ray cluster). torch==2.13.0 is installed first and explicitly: it is the CPU build
+# the machines carry; an unpinned torch would pull a multi-GB CUDA build.
 # Then, when ../shared/data/mnist exists beside the checkout, copy MNIST (checksum-verified) into the per-user
 # cache, the data directory `gapbench` reads when neither --data-dir nor GAPBENCH_DATA is set: so `gapbench`
 # finds MNIST in a new shell without any export.
@@ -21,9 +22,9 @@ pip_install() {
 }
 echo "setup: installing torch==2.13.0 (CPU build) into $VENV …"
 pip_install torch==2.13.0
-echo "setup: installing gapbench[dev] (editable, with its test tools: pytest, ruff, hypothesis, mpmath) …"
-pip_install -e '.[dev]'
-echo "setup: installed: $("$VENV/bin/python" -c 'import torch, gapbench; print(f"torch {torch.__version__}, gapbench {gapbench.__version__}")')"
+echo "setup: installing gapbench[dev,ray] (editable, with its test tools: pytest, ruff, hypothesis, mpmath; and Ray, whose live two-node cluster tests run by default) …"
+pip_install -e '.[dev,ray]'
+echo "setup: installed: $("$VENV/bin/python" -c 'import torch, ray, gapbench; print(f"torch {torch.__version__}, ray {ray.__version__}, gapbench {gapbench.__version__}")')"
 
 SHARED_MNIST="$(cd .. && pwd)/shared/data/mnist"
 if [ -d "$SHARED_MNIST" ]; then

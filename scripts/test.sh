@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Set up (scripts/setup.sh) and run the default test suite. MNIST comes from $GAPBENCH_DATA, by default
+# Set up (scripts/setup.sh: gapbench[dev,ray]) and run the default test suite, the live Ray cluster tests included. MNIST comes from $GAPBENCH_DATA, by default
 # ../shared/data beside the checkout. Extra arguments go to pytest (e.g. -m slow).
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -24,8 +24,9 @@ def expected_values(x: float) -> dict[str, float]:
 
 
 def square(config: dict, runtime, out_dir: Path) -> JobResult:
-    """Append this job's signature to config['side_log'] (so a rerun is detectable), sleep config['sleep']
-    seconds, and return expected_values(config['x'])."""
+    """Append this job's signature to config['side_log'] (so a rerun is detectable), write this process's
+    pid to config['pid_dir']/<signature>.pid (so a test can kill the worker running it), sleep
+    config['sleep'] seconds, and return expected_values(config['x'])."""
     if config.get("side_log"):
         line = (signature(config) + "\n").encode()
         fd = os.open(config["side_log"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
@@ -33,6 +34,8 @@ def square(config: dict, runtime, out_dir: Path) -> JobResult:
             os.write(fd, line)         # one O_APPEND write: lines from two workers never interleave
         finally:
             os.close(fd)
+    if config.get("pid_dir"):
+        Path(config["pid_dir"], signature(config) + ".pid").write_text(str(os.getpid()))
     time.sleep(config.get("sleep", 0.0))
     return JobResult(expected_values(config["x"]), reason=f"x={config['x']}")
 

@@ -74,17 +74,26 @@ def os_error(exc: OSError, fallback: Path, what: str) -> GapbenchError | None:
     return None
 
 
-def _runtime(workers=1, data_dir=None, device="cpu", progress=True):
+def _runtime(workers=1, data_dir=None, device="cpu", progress=True, backend="local", ray_address=None, threads=1):
     from .config import Runtime
     from .errors import param_error
     if workers < 1:
         raise param_error("workers", "gapbench run", "an int >= 1", workers)
-    if device.startswith("cuda"):
+    if threads < 1:
+        raise param_error("threads", "gapbench run", "an int >= 1 (torch threads per worker or Ray task)", threads)
+    if ray_address is not None and backend != "ray":
+        raise GapbenchError(f"--ray-address {ray_address} was given with --backend {backend}; the address is "
+                            f"used only by --backend ray. Add --backend ray, or drop --ray-address.")
+    if backend == "ray":
+        from .ray_backend import import_ray
+        import_ray()                         # a missing extra is one paragraph now, before any work
+    if device.startswith("cuda") and backend != "ray":      # Ray checks the cluster's GPUs instead
         import torch
         if not torch.cuda.is_available():
             raise GapbenchError(f"--device {device} was requested but CUDA is not available on this "
                                 f"machine. Use --device cpu.")
-    return Runtime(device=device, workers=workers, data_dir=data_dir, progress=progress)
+    return Runtime(device=device, workers=workers, data_dir=data_dir, progress=progress, backend=backend,
+                   ray_address=ray_address, threads=threads)
 
 
 def _parse_sets(pairs: tuple[str, ...]) -> dict[str, str]:
@@ -98,6 +107,13 @@ def _parse_sets(pairs: tuple[str, ...]) -> dict[str, str]:
     return out
 
 
+backend_option = click.option("--backend", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+                              help="Where jobs run: local worker processes, or Ray tasks on a cluster "
+                                   "(pip install 'gapbench[ray]'); the store is written here either way.")
+ray_address_option = click.option("--ray-address", default=None, metavar="HOST:PORT",
+                                  help="The Ray cluster for --backend ray (default: start a local Ray instance).")
+threads_option = click.option("--threads", default=1, show_default=True, type=int,
+                              help="torch threads per worker; with --backend ray, the CPUs each task asks for.")
 data_dir_option = click.option("--data-dir", type=click.Path(file_okay=False), default=None,
                                help="Dataset directory (default: $GAPBENCH_DATA, else the user cache).")
 
@@ -146,17 +162,24 @@ def _print_outcome(outcome, as_json: bool):
 @click.argument("experiment")
 @click.option("--preset", default="quick", show_default=True, help="smoke | quick | paper (or experiment-specific)")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override a preset parameter.")
-@click.option("--workers", default=1, show_default=True, type=int, help="Worker processes (1 thread each).")
+@click.option("--workers", default=1, show_default=True, type=int,
+              help="Worker processes (--threads threads each); with --backend ray, at least this many tasks "
+                   "in flight.")
 @click.option("--out", default=DEFAULT_OUT, show_default=True, type=click.Path(file_okay=False))
 @click.option("--device", default="cpu", show_default=True)
 @data_dir_option
+@threads_option
+@backend_option
+@ray_address_option
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.option("--no-progress", is_flag=True, help="Hide progress bars.")
 @click.option("--retry-failed", is_flag=True, help="Re-run stored failed runs instead of reusing them.")
-def run_cmd(experiment, preset, sets, workers, out, device, data_dir, as_json, no_progress, retry_failed):
+def run_cmd(experiment, preset, sets, workers, out, device, data_dir, threads, backend, ray_address, as_json,
+            no_progress, retry_failed):
     """Train what is missing, measure, store, plot and check the claims of EXPERIMENT."""
     from .experiments.execute import run_experiment
-    runtime = _runtime(workers, data_dir, device, progress=not no_progress)
+    runtime = _runtime(workers, data_dir, device, progress=not no_progress, backend=backend,
+                       ray_address=ray_address, threads=threads)
     with _faults(out):
         outcome = run_experiment(experiment, preset, overrides=_parse_sets(sets), out=out, runtime=runtime,
                                  progress=not no_progress, retry_failed=retry_failed,
@@ -209,8 +232,19 @@ def export(experiment, csv_path, preset, sets, out):
 @click.option("--json", "as_json", is_flag=True, help="Print the measurements as JSON.")
 @click.option("--quick", is_flag=True, help="Shorter trials and 3 pairs (a smoke check, noisier).")
 @click.option("--repeats", type=int, default=None, help="Interleaved pairs per ratio [default: 7, 3 with --quick].")
-def bench(as_json, quick, repeats):
+@click.option("--ray", "ray_bench", is_flag=True,
+              help="Instead: the Ray backend's overhead per job against the local pool (4 jobs of 5 s, 2 workers).")
+@ray_address_option
+def bench(as_json, quick, repeats, ray_bench, ray_address):
     """Training-throughput benchmark: MFU, batch-1 and stacked speed-ups, spectral norms (medians of pairs)."""
+    if ray_bench:
+        from .bench_ray import format_ray_bench, run_ray_bench
+        size = {"jobs": 2, "job_seconds": 2.0} if quick else {}
+        result = run_ray_bench(repeats=repeats or (1 if quick else 2), address=ray_address, **size)
+        click.echo(json.dumps(result, indent=2) if as_json else format_ray_bench(result))
+        return
+    if ray_address is not None:
+        raise GapbenchError("--ray-address is used only by 'gapbench bench --ray'. Add --ray, or drop it.")
     from .bench import format_bench, run_bench
     result = run_bench(quick=quick, repeats=repeats, progress=not as_json)
     click.echo(json.dumps(result, indent=2) if as_json else format_bench(result))
@@ -267,13 +301,17 @@ def certify(checkpoint_path, data_name, split, delta, family_size, assume_var, d
 @main.command()
 @click.option("--out", default="demo", show_default=True, type=click.Path(file_okay=False))
 @click.option("--workers", default=min(4, os.cpu_count() or 1), show_default=True, type=int,
-              help="Worker processes (1 thread each); default: the CPU count, at most 4.")
+              help="Worker processes (--threads threads each); default: the CPU count, at most 4.")
 @data_dir_option
-def demo(out, workers, data_dir):
+@threads_option
+@backend_option
+@ray_address_option
+def demo(out, workers, data_dir, threads, backend, ray_address):
     """The headline results of both papers in one HTML report (prints each experiment's time and the total)."""
     from .demo import run_demo
+    runtime = _runtime(workers, data_dir, backend=backend, ray_address=ray_address, threads=threads)
     with _faults(out):
-        path = run_demo(out=out, runtime=_runtime(workers, data_dir))
+        path = run_demo(out=out, runtime=runtime)
     click.echo(f"demo report: {path}")
 
 

@@ -129,6 +129,8 @@ class Runtime:
     workers: int = 1
     data_dir: str | None = None
     progress: bool = True
+    backend: str = "local"         # where sweeps run: 'local' (this machine) or 'ray' (gapbench.ray_backend)
+    ray_address: str | None = None # Ray cluster 'host:port' for backend 'ray'; None starts a local Ray instance
 
 
 def _plain(obj: Any) -> Any:

@@ -10,8 +10,9 @@ Rules (SPEC §5):
   too, unless ``retry_failed`` or its failure was transient (see below). Identical jobs are run once; two
   jobs with one key but different configs are an error.
 - Each job records its own result in the store (one transaction) the moment it ends, from the process that
-  ran it, so killing the sweep (even ``kill -9`` of the whole process group) loses only the jobs in flight;
-  rerunning the same sweep resumes where it stopped.
+  ran it (with backend 'ray', the driver records it the moment the task's result arrives), so killing the
+  sweep (even ``kill -9`` of the whole process group) loses only the jobs in flight; rerunning the same
+  sweep resumes where it stopped.
 - An exception from a job function that is not a GapbenchError is a failure of that run: it is stored as
   'failed' with reason ``"<ExceptionType>: <message>"``, the traceback goes to OUT/logs/<signature>.log, and
   the sweep goes on. The failure is classified when it is recorded (:func:`failure_kind`): **transient** when
@@ -34,10 +35,10 @@ Rules (SPEC §5):
   multiprocessing queue from pool workers (the parent drains it every :data:`POLL_S` seconds while it waits).
   A worker never blocks on that queue (``cancel_join_thread``), a failing put is ignored, and a job that ends
   (or dies with its worker) leaves the display's running set, so nothing waits on progress. Ray tasks report
-  only their ends.
-- backend='ray' (optional extra, ``pip install gapbench[ray]``) runs the same job wrapper as Ray tasks with at
-  most ``workers`` in flight; the store path must then be on a file system all Ray nodes share with working
-  POSIX locks (SQLite's requirement). Only its missing-dependency error is tested here.
+  their starts and ends.
+- backend='ray' (optional extra, ``pip install 'gapbench[ray]'``): :mod:`gapbench.ray_backend` runs
+  :func:`run_job` as Ray tasks and this process alone records their outcomes (:func:`record`); no node needs
+  the store or the output directory.
 """
 
 from __future__ import annotations
@@ -111,17 +112,39 @@ def job_name(fn: Callable[..., Any]) -> str:
     return f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', repr(fn))}"
 
 
+@dataclass
+class Outcome:
+    """What one run of a job leaves for the store: made where the job ran, recorded by the store's writer."""
+
+    status: str                           # 'done' | 'failed'
+    values: dict[str, float]
+    reason: str = ""
+    seconds: float | None = None          # wall-clock time of the job (None: lost with its worker)
+    started: float | None = None          # Unix time it started
+    checkpoint: str | None = None
+    failure: str | None = None            # for a failed run: 'transient' | 'deterministic' (failure_kind)
+    trace: str | None = None              # an exception's traceback, for OUT/logs/<signature>.log (None: none)
+    interrupted: bool = False             # a KeyboardInterrupt: recorded, then re-raised
+
+
 def execute(job: Job, store: Store, runtime: Runtime, out_dir: Path,
             on_event: Callable[[dict], None] | None = None) -> str:
     """Run one job, record its result in `store`, and return its status ('done' | 'failed').
 
-    The worker-side half of a sweep: used in-process, in pool workers and as a Ray task. Progress events
-    (a 'start', then the job's own) go to `on_event`, else to this pool worker's queue, tagged with
-    the job's signature.
+    The worker-side half of a local sweep: used in-process and in pool workers. Progress events (a 'start',
+    then the job's own) go to `on_event`, else to this pool worker's queue, tagged with the job's signature.
     """
+    outcome = run_job(job, runtime, out_dir, on_event or _queue_put)
+    status = record(store, job, outcome, out_dir)
+    if outcome.interrupted:
+        raise KeyboardInterrupt
+    return status
+
+
+def run_job(job: Job, runtime: Runtime, out_dir: Path, on_event: Callable[[dict], None]) -> Outcome:
+    """Run one job and return its Outcome without touching any store; a GapbenchError propagates."""
     started, t0 = time.time(), time.perf_counter()
-    failure = None
-    sink = JobReporter(job.signature, on_event or _queue_put)
+    sink = JobReporter(job.signature, on_event)
     try:
         sink({"kind": "start"})
         with reporting(sink):
@@ -130,18 +153,23 @@ def execute(job: Job, store: Store, runtime: Runtime, out_dir: Path,
         values = _result_values(job, result)
     except GapbenchError:
         raise
-    except KeyboardInterrupt as exc:
-        _record_failure(store, job, exc, traceback.format_exc(), out_dir, started, time.perf_counter() - t0)
-        raise
-    except Exception as exc:
-        return _record_failure(store, job, exc, traceback.format_exc(), out_dir, started,
-                               time.perf_counter() - t0)
-    if result.status == "failed":
-        failure = "deterministic"     # the job ran and reported failure (training diverged)
-    store.record(job.experiment, job.signature, job.config, values, status=result.status,
-                 reason=result.reason, seconds=time.perf_counter() - t0, checkpoint=result.checkpoint,
-                 started=started, failure=failure)
-    return result.status
+    except (Exception, KeyboardInterrupt) as exc:
+        return Outcome("failed", {}, reason=f"{type(exc).__name__}: {exc}", seconds=time.perf_counter() - t0,
+                       started=started, failure=failure_kind(exc), trace=traceback.format_exc(),
+                       interrupted=isinstance(exc, KeyboardInterrupt))
+    failure = "deterministic" if result.status == "failed" else None   # the job reported failure (diverged)
+    return Outcome(result.status, values, reason=result.reason, seconds=time.perf_counter() - t0,
+                   started=started, checkpoint=result.checkpoint, failure=failure)
+
+
+def record(store: Store, job: Job, outcome: Outcome, out_dir: Path) -> str:
+    """Store `outcome` as the run of `job` (a failure's traceback to OUT/logs/) and return its status."""
+    if outcome.trace is not None:
+        _log_failure(Path(out_dir), job, outcome.reason, outcome.trace)
+    store.record(job.experiment, job.signature, job.config, outcome.values, status=outcome.status,
+                 reason=outcome.reason, seconds=outcome.seconds, checkpoint=outcome.checkpoint,
+                 started=outcome.started, failure=outcome.failure)
+    return outcome.status
 
 
 def _queue_put(event: dict) -> None:
@@ -166,11 +194,8 @@ def failure_kind(exc: BaseException) -> str:
 def _record_failure(store: Store, job: Job, exc: BaseException, trace: str, out_dir: Path,
                     started: float | None, seconds: float | None) -> str:
     """Store `job` as failed with the exception as reason and its kind, log the traceback; 'failed'."""
-    reason = f"{type(exc).__name__}: {exc}"
-    _log_failure(Path(out_dir), job, reason, trace)
-    store.record(job.experiment, job.signature, job.config, {}, status="failed", reason=reason,
-                 seconds=seconds, started=started, failure=failure_kind(exc))
-    return "failed"
+    return record(store, job, Outcome("failed", {}, reason=f"{type(exc).__name__}: {exc}", seconds=seconds,
+                                      started=started, failure=failure_kind(exc), trace=trace), out_dir)
 
 
 class JobResultError(TypeError):
@@ -188,7 +213,7 @@ def _result_values(job: Job, result: Any) -> dict[str, float]:
 
 def run_sweep(jobs: list[Job], store: Store | str | Path, *, workers: int = 1, runtime: Runtime | None = None,
               out_dir: str | Path | None = None, progress: bool = True, retry_failed: bool = False,
-              backend: str = "local", on_progress: Callable[[dict], None] | None = None) -> SweepResult:
+              backend: str | None = None, on_progress: Callable[[dict], None] | None = None) -> SweepResult:
     """Run every job the store does not have yet and return which were trained, reused and failed.
 
     Args:
@@ -204,14 +229,15 @@ def run_sweep(jobs: list[Job], store: Store | str | Path, *, workers: int = 1, r
             estimated from measured job durations (before any finishes here: those stored for the same
             experiment, else the running jobs' epoch progress).
         retry_failed: run again every job stored as 'failed' (transient failures are run again anyway).
-        backend: 'local' (this machine) or 'ray'.
+        backend: 'local' (this machine) or 'ray' (gapbench.ray_backend; the cluster at runtime.ray_address);
+            default runtime.backend.
         on_progress: also called in this process with every progress event (dicts with 'kind' ('start',
             'epoch', 'end') and 'signature'), e.g. to log them.
     """
     where = "run_sweep()"
     workers = check_positive_int(workers, "workers", where)
-    check_choice(backend, "backend", where, BACKENDS)
     runtime = runtime if runtime is not None else Runtime()
+    backend = check_choice(backend or runtime.backend, "backend", where, BACKENDS)
     store = store if isinstance(store, Store) else Store(store)
     out_dir = Path(out_dir) if out_dir is not None else store.path.parent
     unique = _dedupe(jobs)
@@ -228,12 +254,18 @@ def run_sweep(jobs: list[Job], store: Store | str | Path, *, workers: int = 1, r
             todo.append(job)
     if not todo:
         return result
-    display = SweepDisplay(labels(todo), workers=min(workers, len(todo)), enabled=progress,
+    if backend == "ray":
+        from .ray_backend import task_slots
+        slots = task_slots(runtime)        # connects to (or starts) Ray: a bad address fails before the display
+    else:
+        slots = workers
+    display = SweepDisplay(labels(todo), workers=min(slots, len(todo)), enabled=progress,
                            prior=_stored_seconds(store, unique, result.reused))
     forward = forwarder(display, on_progress)
     try:
         if backend == "ray":
-            outcomes = _run_ray(todo, store, runtime, out_dir, workers)
+            from .ray_backend import run_ray
+            outcomes = run_ray(todo, store, runtime, out_dir, workers, forward)
         elif workers == 1:
             outcomes = ((job, execute(job, store, runtime, out_dir, forward)) for job in todo)
         else:
@@ -321,31 +353,6 @@ def _record_broken(store: Store, job: Job, exc: BrokenProcessPool, out_dir: Path
     if stored is not None and stored.status == "done":
         return "done"
     return _record_failure(store, job, exc, "", out_dir, None, None)
-
-
-def _execute_ray(job: Job, store: Store, runtime: Runtime, out_dir: Path) -> str:
-    _init_worker(runtime.threads)
-    return execute(job, store, runtime, out_dir)
-
-
-def _run_ray(todo: list[Job], store: Store, runtime: Runtime, out_dir: Path,
-             workers: int) -> Iterator[tuple[Job, str]]:
-    try:
-        import ray
-    except ImportError:
-        raise GapbenchError("The 'backend' parameter of run_sweep() is 'ray', but Ray is not installed. "
-                            "Install it with: pip install gapbench[ray] (or use backend='local').") from None
-    if not ray.is_initialized():
-        ray.init()
-    task = ray.remote(num_cpus=runtime.threads)(_execute_ray)
-    queue, pending = list(todo), {}
-    while queue or pending:
-        while queue and len(pending) < workers:
-            job = queue.pop(0)
-            pending[task.remote(job, store, runtime, out_dir)] = job
-        ready, _ = ray.wait(list(pending), num_returns=1)
-        for ref in ready:
-            yield pending.pop(ref), ray.get(ref)   # Ray re-raises a task's GapbenchError as a subclass of it
 
 
 def _log_failure(out_dir: Path, job: Job, reason: str, trace: str) -> None:
