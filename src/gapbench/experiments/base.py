@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import difflib
 import json
-import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ConfigError, unknown_name
-from .params import Param, check_params
+from .params import Param, all_finite, check_params
 from .table import Table
 
 PRESETS = ("smoke", "quick", "paper")
@@ -97,19 +96,9 @@ def coerce(raw: Any, like: Any, key: str) -> Any:
     """Parse a --set value to the type of the preset's value `like` (lists: comma-separated or JSON; dicts:
     JSON). Every number must be finite: 'nan' and 'inf' are refused here, for every key."""
     value = _parse(raw, like, key)
-    if not _finite(value):
+    if not all_finite(value):
         raise ConfigError(f"The --set value for '{key}' must be finite (no nan or inf). Got {raw!r} instead.")
     return value
-
-
-def _finite(value: Any) -> bool:
-    if isinstance(value, float):
-        return math.isfinite(value)
-    if isinstance(value, dict):
-        return all(_finite(v) for v in value.values())
-    if isinstance(value, (list, tuple)):
-        return all(_finite(v) for v in value)
-    return True
 
 
 def _parse(raw: Any, like: Any, key: str) -> Any:

@@ -64,7 +64,7 @@ class Param:
         if self.kind is bool:
             return isinstance(value, bool)
         if self.kind is dict:
-            return isinstance(value, dict) and _all_finite(value)
+            return isinstance(value, dict) and all_finite(value)
         if self.kind is str:
             return isinstance(value, str) and bool(value) and (not self.choices or value in self.choices)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -125,11 +125,12 @@ def check_params(params: Mapping[str, Any], spec: Mapping[str, Param], experimen
                               f"Got {value!r} instead. Fix it with --set {key}=... (see the preset's value).")
 
 
-def _all_finite(value: Any) -> bool:
+def all_finite(value: Any) -> bool:
+    """True when every float in a nest of dicts and lists is finite (non-floats count as finite)."""
     if isinstance(value, float):
         return math.isfinite(value)
     if isinstance(value, dict):
-        return all(_all_finite(v) for v in value.values())
+        return all(all_finite(v) for v in value.values())
     if isinstance(value, (list, tuple)):
-        return all(_all_finite(v) for v in value)
+        return all(all_finite(v) for v in value)
     return True
