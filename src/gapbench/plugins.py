@@ -37,7 +37,7 @@ from typing import Any
 
 from .bounds.types import Bound
 from .errors import GapbenchError, check_choice, unknown_name
-from .quantity import DEFAULT_DELTA, KINDS, Quantity, QuantityError, builtin_quantity, quantity_of
+from .quantity import DEFAULT_DELTA, KINDS, Quantity, QuantityError, builtin_quantity, declare, quantity_of
 
 GROUPS = {"gapbench.measures": "measure", "gapbench.bounds": "bound"}
 TRACEBACK_FRAMES = 3            # frames of a raised exception kept in a Failure (the innermost ones)
@@ -307,5 +307,5 @@ def catalogue_rows(kind: str) -> list[tuple[str, str]]:
     return rows
 
 
-__all__ = ["GROUPS", "Failure", "Outcome", "Plugin", "Quantity", "QuantityError", "catalogue_rows", "plugins",
-           "reload_plugins", "resolve", "safe_evaluate"]
+__all__ = ["GROUPS", "Failure", "Outcome", "Plugin", "Quantity", "QuantityError", "catalogue_rows", "declare",
+           "plugins", "reload_plugins", "resolve", "safe_evaluate"]

@@ -250,7 +250,8 @@ def quantity_of(fn: Any, *, name: str, origin: str, spec: str, kind: str | None 
         kind, kind_from = infer_kind(fn)
     elif declared.get("kind") not in (None, kind):
         raise QuantityError(f"{kind} '{name}' ({origin}) is declared kind={declared['kind']!r} but is used "
-                            f"as a {kind}. Make the declaration and the entry-point group (or kind=) agree.", "signature")
+                            f"as a {kind}. Make the declaration and the entry-point group (or kind=) agree.",
+                            "signature")
     check_signature(fn, kind, f"{kind} '{name}' ({origin})")
     meta = {k: v for k, v in declared.items() if k not in ("kind", "needs")}
     return Quantity(name, kind, fn, origin, declared.get("needs"), meta, kind_from, spec)
