@@ -16,7 +16,16 @@ import gapbench as gb
 from gapbench.errors import GapbenchError
 from gapbench.layers import weight_layers
 from gapbench.models import cnn, mlp
-from gapbench.pacbayes import GaussianWeights, ProbConv2d, ProbLinear, ProbNet, predict_errors, probabilistic
+from gapbench.pacbayes import (
+    GaussianWeights,
+    ProbConv2d,
+    ProbLinear,
+    ProbNet,
+    pbb_cnn,
+    pbb_fcn,
+    predict_errors,
+    probabilistic,
+)
 from gapbench.pacbayes.layers import VAR_FLOOR
 
 torch.set_num_threads(1)
@@ -64,7 +73,7 @@ def explicit_draws(net, x, samples, seed):
     return torch.stack(out).numpy()
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def reference_draws(kind, seed):
     """explicit_draws of tiny_net(kind), computed once per session (the loop is the slow part)."""
     net, x = tiny_net(kind)
@@ -241,6 +250,16 @@ def test_conv_stride_padding_and_dilation_carry_over():
 def test_num_params_and_prior_std():
     net = probabilistic(tiny_mlp(), prior_std=0.03)
     assert net.num_params() == (5 * 4 + 4) + (4 * 4 + 4) + (4 * 3 + 3) and net.prior_std == 0.03
+
+
+def test_pbb_architectures_have_the_papers_parameter_counts():
+    fcn, cnn_model = pbb_fcn(seed=0), pbb_cnn(seed=0)
+    # 784-600-600-600-10 with biases; conv 1→32 and 32→64 at 3×3, FC 9216→128→10 (pbb/models.py NNet4l, CNNet4l)
+    assert probabilistic(fcn, prior_std=0.03).num_params() == 785 * 600 + 2 * 601 * 600 + 601 * 10
+    assert probabilistic(cnn_model, prior_std=0.03).num_params() == (10 * 32 + (32 * 9 + 1) * 64 + 9217 * 128
+                                                                      + 129 * 10)
+    assert cnn_model(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
+    torch.testing.assert_close(pbb_cnn(seed=0)[0].weight, cnn_model[0].weight)      # seeded, no global RNG
 
 
 # (e) bad input

@@ -2,6 +2,7 @@
 posterior and prior per parameter, evaluated with an independent weight draw per example."""
 
 from .layers import MODES, GaussianWeights, ProbConv2d, ProbLinear
-from .nets import ProbNet, predict_errors, probabilistic
+from .nets import ProbNet, pbb_cnn, pbb_fcn, predict_errors, probabilistic
 
-__all__ = ["MODES", "GaussianWeights", "ProbConv2d", "ProbLinear", "ProbNet", "predict_errors", "probabilistic"]
+__all__ = ["MODES", "GaussianWeights", "ProbConv2d", "ProbLinear", "ProbNet", "pbb_cnn", "pbb_fcn", "predict_errors",
+           "probabilistic"]
