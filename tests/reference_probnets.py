@@ -46,7 +46,7 @@ class GaussianLinear(nn.Module):
         return gaussian_kl(self.mean, self.std(), self.prior_mean, torch.tensor(self.prior_std, dtype=torch.float64))
 
     def mean_network(self) -> nn.Module:
-        layer = nn.Linear(self.mean.shape[1] - 1, self.mean.shape[0]).double()
+        layer = nn.utils.skip_init(nn.Linear, self.mean.shape[1] - 1, self.mean.shape[0]).double()  # no RNG
         with torch.no_grad():
             layer.weight.copy_(self.mean[:, :-1])
             layer.bias.copy_(self.mean[:, -1])
@@ -89,4 +89,4 @@ class WithBatchNorm(GaussianLinear):
     """A GaussianLinear whose mean network carries BatchNorm running statistics (to be refused)."""
 
     def mean_network(self) -> nn.Module:
-        return nn.Sequential(super().mean_network(), nn.BatchNorm1d(self.mean.shape[0]))
+        return nn.Sequential(super().mean_network(), nn.BatchNorm1d(self.mean.shape[0]).double())

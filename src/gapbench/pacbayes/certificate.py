@@ -165,7 +165,10 @@ def pacbayes_certificate(net: nn.Module, bound_data: Split | tuple[torch.Tensor,
     p_min = check_probability(p_min, "p_min", where)
     log_f = _log_family_size(family_size, where)
     x, y = as_xy(bound_data, where)
-    n = check_positive_int(int(y.shape[0]), "bound_data", where, minimum=8)   # Maurer's Thm 5 needs n ≥ 8
+    n = int(y.shape[0])
+    if n < 8:
+        raise param_error("bound_data", where, "at least 8 points (Maurer's PAC-Bayes-kl theorem needs n ≥ 8)",
+                          f"{n} points", "Certify on a larger S_bound.")
     _check_mean_network(net, where)
     prior_text = prior_statement(prior_record, bound_data, where)
     gen = torch.Generator(device=x.device).manual_seed(seed)
