@@ -214,3 +214,19 @@ def test_public_api_names_are_callable_and_never_submodules():
     assert sorted(set(gb.pacbayes._LAZY) & submodules) == []
     assert gb.pacbayes.certify is pacbayes_certificate
     assert callable(gb.pacbayes.train_probabilistic) and callable(gb.pacbayes.train_prior)
+
+
+def test_a_run_as_prior_record_is_checked_against_its_training_points():
+    from gapbench.config import RunConfig
+    from gapbench.data.registry import pool_id
+    from gapbench.trained import Run
+    cfg = RunConfig()
+    run = Run(model=torch.nn.Identity(), init_state={}, config=cfg, train_indices=torch.arange(0, 1010),
+              init_source={"kind": "seeded", "seed": 0})
+    data = blobs(40, 0)
+    data = Split(data.x, data.y, data.indices, "train", "bound", pool_id(cfg.data, "train"))
+    with pytest.raises(GapbenchError, match="depends on 10 of the 40 points of S_bound"):
+        pacbayes_certificate(GaussianLinear(2, 3, prior_std=0.3), data, delta=0.05, passes=1, prior_record=run)
+    run.train_indices = torch.arange(0, 1000)
+    cert = pacbayes_certificate(GaussianLinear(2, 3, prior_std=0.3), data, delta=0.05, passes=1, prior_record=run)
+    assert "trained on 1000 points of pool" in cert.statements[0] and "seeded initialization" in cert.statements[0]

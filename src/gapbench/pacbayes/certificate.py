@@ -23,7 +23,8 @@ caller's δ is the TOTAL failure probability: δ = δ_PB + δ_MC, 0 < δ_MC < δ
        c = (KL(Q ‖ P) + ln(2√n/δ_PB) + ln|F|)/n.
 3. kl⁻¹(·, c) is non-decreasing in its first argument and the two events fail with probability ≤ δ_MC + δ_PB:
        R_Q ≤ kl⁻¹(Bin⁻(N, S, δ_MC), c)        with probability ≥ 1 − δ over S_bound and the weight draws.
-   PBB's own numbers (δ = 0.025 for step 2, δ′ = 0.01 for step 1) hold at 0.035; here δ is the total.
+   Here δ is the total. PBB's paper states δ = 0.025 for step 2 and δ′ = 0.01 for step 1 (0.035 in all, with
+   the two-sided ln(2/δ′)); PBB's code puts delta_test = 0.01 into both steps (pbb/bounds.py L164-174).
 
 The same two steps bound the risk in bounded cross-entropy (p_min; values in [0, 1]): step 1 uses the Chernoff
 bound in kl form for the mean of N independent [0, 1] variables (Hoeffding 1963, Thm 1: only independence

@@ -4,7 +4,7 @@
 mini-batch bounded cross-entropy of one reparameterised weight draw and of KL(Q ‖ P), with SGD with momentum
 as PBB (pbb/utils.py L212 `optim.SGD(net.parameters(), lr, momentum)`; `trainPNNet`). `train_prior` trains a
 deterministic network on S_prior with dropout and SGD as PBB (pbb/utils.py L161-165, `trainNNet`: plain
-cross-entropy of log-softmax outputs, pbb/models.py L1143). Both train a deep copy: the caller's network is
+cross-entropy of log-softmax outputs, pbb/models.py L1150). Both train a deep copy: the caller's network is
 never changed. All randomness (shuffling, weight draws, dropout masks) comes from one generator seeded with
 `seed`.
 
@@ -83,6 +83,7 @@ def train_probabilistic(net: nn.Module, data: Split | tuple[torch.Tensor, torch.
     if mode not in MODES:
         raise param_error("mode", where, f"one of {list(MODES)} (a weight draw per example or per batch)", mode)
     x, y = as_xy(data, where)
+    y = y.to(x.device)
     net = copy.deepcopy(net)
     net.train()
     gen = torch.Generator(device=x.device).manual_seed(seed)
