@@ -230,3 +230,25 @@ def test_a_run_as_prior_record_is_checked_against_its_training_points():
     run.train_indices = torch.arange(0, 1000)
     cert = pacbayes_certificate(GaussianLinear(2, 3, prior_std=0.3), data, delta=0.05, passes=1, prior_record=run)
     assert "trained on 1000 points of pool" in cert.statements[0] and "seeded initialization" in cert.statements[0]
+
+
+def test_selection_on_s_bound_is_paid_for_with_log_family_size():
+    """Pick, among |F| = 1000 members with true risk exactly 1/2, the one with the fewest errors on S_bound
+    (n = 16): its certificate with ln|F| fails with frequency ≤ δ; the broken variant that drops ln|F|
+    (family_size=1) fails most of the time (measured: 2 of 150 with ln|F|, 130 of 150 without)."""
+    from reference_probnets import HashMember, hash_bits
+    members, n, reps = 1000, 16, 150
+    gen = torch.Generator().manual_seed(11)
+    paid_fail = free_fail = 0
+    for rep in range(reps):
+        x = torch.rand(n, 1, generator=gen, dtype=torch.float64) * 100
+        y = (torch.rand(n, generator=gen) < 0.5).long()
+        errors = (hash_bits(torch.arange(members)[:, None], x[None, :, 0]).long() != y).sum(dim=1)
+        best = HashMember(int(errors.argmin()))
+        args = dict(delta=0.5, delta_mc=0.25, passes=200, seed=rep)
+        paid = pacbayes_certificate(best, (x, y), family_size=members, **args)
+        assert paid.terms["r_hat_mc"] == int(errors.min()) / n          # a point mass: every draw agrees
+        paid_fail += paid.risk < 0.5
+        free_fail += pacbayes_certificate(best, (x, y), family_size=1, **args).risk < 0.5
+    assert paid_fail / reps <= 0.5
+    assert free_fail / reps > 0.5 + 3 * math.sqrt(0.25 / reps)

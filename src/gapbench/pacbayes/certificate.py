@@ -123,14 +123,18 @@ def _log_family_size(family_size: Any, where: str) -> float:
 
 def _gibbs_draws(net: nn.Module, x: torch.Tensor, y: torch.Tensor, *, passes: int, gen: torch.Generator,
                  batch_size: int, p_min: float) -> tuple[int, float]:
-    """Errors and summed bounded cross-entropy over `passes` passes, one weight draw per (example, pass)."""
-    errors, ce = 0, 0.0
+    """Errors and summed bounded cross-entropy over `passes` passes, one weight draw per (example, pass).
+
+    The n·passes rows (row r is example r mod n) are cut into batches of `batch_size`, so that a small S_bound
+    still fills a batch; mode="per_example" gives every row its own draw whatever batch it lands in.
+    """
+    errors, ce, rows = 0, 0.0, len(y) * passes
     with eval_mode(net), torch.inference_mode():
-        for _ in range(passes):
-            for i in range(0, len(y), batch_size):
-                out = net(x[i:i + batch_size], mode="per_example", generator=gen)
-                errors += int((margins_from_logits(out, y[i:i + batch_size]) <= 0).sum())
-                ce += float(bounded_cross_entropy(out, y[i:i + batch_size], p_min=p_min).double().sum())
+        for start in range(0, rows, batch_size):
+            idx = torch.arange(start, min(start + batch_size, rows), device=x.device) % len(y)
+            out = net(x[idx], mode="per_example", generator=gen)
+            errors += int((margins_from_logits(out, y[idx]) <= 0).sum())
+            ce += float(bounded_cross_entropy(out, y[idx], p_min=p_min).double().sum())
     return errors, ce
 
 
