@@ -252,3 +252,18 @@ def test_selection_on_s_bound_is_paid_for_with_log_family_size():
         free_fail += pacbayes_certificate(best, (x, y), family_size=1, **args).risk < 0.5
     assert paid_fail / reps <= 0.5
     assert free_fail / reps > 0.5 + 3 * math.sqrt(0.25 / reps)
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("delta_mc", [0.01, 0.1, 0.25, 0.5])
+def test_binomial_inversion_holds_for_unequal_point_risks(seed, delta_mc):
+    """The Monte Carlo step's lemma, exactly: for S a sum of independent Bernoulli(p_i) with unequal p_i (a
+    Poisson-binomial, computed by convolution), P[mean p > Bin⁻(N, S, δ_MC)] ≤ δ_MC (Bin⁻ via scipy's beta)."""
+    import numpy as np
+    rng = np.random.default_rng(seed)
+    p = rng.beta(0.5, 2.0, size=60) * (rng.random(60) < 0.7)        # many exact zeros, a few large risks
+    pmf = np.array([1.0])
+    for p_i in p:
+        pmf = np.convolve(pmf, [1 - p_i, p_i])
+    upper = np.array([1.0 if s == len(p) else stats.beta.isf(delta_mc, s + 1, len(p) - s) for s in range(len(p) + 1)])
+    assert pmf[upper < p.mean()].sum() <= delta_mc
