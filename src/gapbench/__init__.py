@@ -41,6 +41,10 @@ _LAZY = {
     "declare": ("quantity", "declare"),
     "save_checkpoint": ("checkpoint", "save"),
     "load_checkpoint": ("checkpoint", "load"),
+    "build_zoo": ("zoo", "build_zoo"),
+    "load_zoo": ("zoo", "load_zoo"),
+    "export_zoo": ("zoo", "export_zoo"),
+    "import_zoo": ("zoo", "import_zoo"),
 }
 
 _SUBPACKAGES = ("pacbayes",)        # gb.pacbayes.certify(...): imported on first use
