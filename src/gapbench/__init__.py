@@ -39,8 +39,12 @@ _LAZY = {
     "load_checkpoint": ("checkpoint", "load"),
 }
 
+_SUBPACKAGES = ("pacbayes",)        # gb.pacbayes.certify(...): imported on first use
+
 
 def __getattr__(name: str) -> Any:
+    if name in _SUBPACKAGES:
+        return importlib.import_module(f".{name}", __name__)
     if name in _LAZY:
         module, attr = _LAZY[name]
         return getattr(importlib.import_module(f".{module}", __name__), attr)
@@ -48,7 +52,7 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted(list(globals()) + list(_LAZY))
+    return sorted(list(globals()) + list(_LAZY) + list(_SUBPACKAGES))
 
 
 __all__ = ["DataConfig", "GapbenchError", "ModelConfig", "RunConfig", "Runtime", "TrainConfig", "signature",
