@@ -30,6 +30,7 @@ from . import (  # noqa: E402, F401
     nk2019_hypersphere,
     nk2019_linear,
     nk2019_slices,
+    pbb2021_mnist,
 )
 
 __all__ = ["EXPERIMENTS", "PRESETS", "Claim", "ClaimResult", "Experiment", "Table", "get", "loglog_slope",
