@@ -164,7 +164,9 @@ SMOKE = {**BASE, "n_train": 400, "n_test": 200, "archs": ["fcn", "cnn"], "object
          "batch_size": 100, "passes": 2, "fcn_threshold": 1.0, "cnn_threshold": 1.0}
 QUICK = {**BASE, "n_train": 10000, "n_test": 2000, "archs": ["fcn"], "objectives": ["f_quad", "f_kl_inverse"],
          "fcn_depth": 1, "fcn_width": 200, "prior_epochs": 10, "epochs": 5, "passes": 5,
-         "fcn_threshold": 0.3, "cnn_threshold": 0.3}
+         "fcn_threshold": 0.2, "cnn_threshold": 0.2}
+SMOKE_PRIOR = ("two prior epochs on 200 points leave the prior at chance level; measured: FCN data-dependent 0.9631 "
+               "vs data-free 0.9611")
 NO_CNN = "the preset trains no CNN (its per-example convolutions cost minutes per epoch on the CPU)"
 
 EXPERIMENT = register(Experiment(
@@ -184,7 +186,7 @@ EXPERIMENT = register(Experiment(
             Claim("cnn_certificate", "the best CNN certificate ≤ the preset's threshold (paper: PBB's 0.0155)",
                   _arch_claim("cnn"), expected_not_held={"quick": NO_CNN, "demo": NO_CNN}),
             Claim("data_dependent_tighter", "per architecture, the data-dependent prior certifies tighter than the "
-                  "data-free one", _data_dependent_tighter),
+                  "data-free one", _data_dependent_tighter, expected_not_held={"smoke": SMOKE_PRIOR}),
             Claim("covers_test_error", "every certificate ≥ the stochastic test error", covers_test_error)),
     plot=plot,
     notes={"smoke": "400 points, tiny nets, one epoch: plumbing only",
