@@ -102,7 +102,7 @@ SPEC = {"dataset": choice("mnist"), "n_train": count(optional=True), "n_test": c
         "delta_mc": fraction(low_open=True, high_open=True), "passes": count(), "threshold": fraction()}
 
 QUICK = {**BASE, "n_train": 10000, "n_test": 2000, "width": 200, "prior_var_j": [400], "sgd_epochs": 3,
-         "epochs": 5, "passes": 5, "threshold": 0.35}
+         "epochs": 5, "passes": 5, "threshold": 0.5}   # non-vacuous: below chance on a balanced binary task
 
 EXPERIMENT = register(Experiment(
     spec=SPEC,
