@@ -40,7 +40,9 @@ def pbb_smoke(data_dir, tmp_path_factory):
 
 
 def _cli(*args):
-    return CliRunner().invoke(main, [str(a) for a in args])
+    """(exit code, output with the CLI's line wrapping undone)."""
+    outcome = CliRunner().invoke(main, [str(a) for a in args])
+    return outcome.exit_code, " ".join(outcome.output.split())
 
 
 def _posterior(row) -> Path:
@@ -92,26 +94,27 @@ def test_cli_certifies_the_smoke_checkpoint_as_a_new_user(pbb_smoke, data_dir):
     cert = json.loads(proc.stdout)
     assert cert["risk"] == pytest.approx(row["certificate"], abs=1e-12)     # same draws: same seed, same passes
     assert any("checked disjoint" in s for s in cert["statements"])
-    text = _cli("certify", _posterior(row), "--method", "pacbayes", "--passes", 2, "--data-dir", data_dir)
-    assert text.exit_code == 0 and "never the deterministic mean network" in text.output
+    code, text = _cli("certify", _posterior(row), "--method", "pacbayes", "--passes", 2, "--data-dir", data_dir)
+    assert code == 0 and "never the deterministic mean network" in text
 
 
 def test_cli_refuses_a_deterministic_checkpoint(tmp_path, data_dir):
     outcome = run_experiment("certify-budget", "smoke", out=tmp_path, runtime=Runtime(data_dir=str(data_dir)),
                              progress=False)
     det = next(r for r in outcome.table.rows if r["hp.method"] == "held-out")
-    result = _cli("certify", det["checkpoint"], "--method", "pacbayes", "--data-dir", data_dir)
-    assert result.exit_code == 2 and "checkpoint of a deterministic network" in result.output
-    assert "--method heldout" in result.output and "Traceback" not in result.output
-    held = _cli("certify", det["checkpoint"], "--split", "val", "--data-dir", data_dir)     # the default method
-    assert held.exit_code == 0 and "headline" in held.output
+    code, text = _cli("certify", det["checkpoint"], "--method", "pacbayes", "--data-dir", data_dir)
+    assert code == 2 and "checkpoint of a deterministic network" in text
+    assert "--method heldout" in text and "Traceback" not in text
+    code, text = _cli("certify", det["checkpoint"], "--split", "val", "--data-dir", data_dir)     # the default method
+    assert code == 0 and "headline" in text
 
 
 def test_cli_refuses_delta_mc_not_below_delta(pbb_smoke, data_dir):
     row = pbb_smoke[0].table.rows[0]
-    result = _cli("certify", _posterior(row), "--method", "pacbayes", "--delta", 0.035, "--delta-mc", 0.05,
-                  "--data-dir", data_dir)
-    assert result.exit_code == 2 and "'delta_mc' parameter" in result.output and "(0, 0.035)" in result.output
+    code, text = _cli("certify", _posterior(row), "--method", "pacbayes", "--delta", 0.035, "--delta-mc", 0.05,
+                      "--data-dir", data_dir)
+    assert code == 2 and "The '--delta-mc' parameter of gapbench certify must be a float in (0, --delta) = (0, 0.035)" \
+        in text and "Got 0.05 instead" in text
 
 
 def test_cli_refuses_a_prior_that_saw_s_bound(pbb_smoke, data_dir, tmp_path):
@@ -123,9 +126,8 @@ def test_cli_refuses_a_prior_that_saw_s_bound(pbb_smoke, data_dir, tmp_path):
                      input_shape=ckpt.input_shape, num_classes=ckpt.num_classes, prior_std=ckpt.prior_std,
                      split_spec=ckpt.split_spec, prior_record=record, bound_indices=ckpt.bound_indices,
                      training=ckpt.training, history=ckpt.history)
-    result = _cli("certify", bad, "--method", "pacbayes", "--data-dir", data_dir)
-    assert result.exit_code == 2 and "depends on 7 of the" in result.output
-    assert "S_prior and S_bound are disjoint" in result.output
+    code, text = _cli("certify", bad, "--method", "pacbayes", "--data-dir", data_dir)
+    assert code == 2 and "depends on 7 of the" in text and "S_prior and S_bound are disjoint" in text
 
 
 def test_overlapping_s_prior_and_s_bound_refused(data_dir):
@@ -140,14 +142,14 @@ def test_overlapping_s_prior_and_s_bound_refused(data_dir):
 def test_tampered_and_prior_checkpoints_refused(pbb_smoke, data_dir, tmp_path):
     row = next(r for r in pbb_smoke[0].table.rows if r["hp.prior"] == "trained")
     prior = next(_posterior(row).parent.glob("prior-*.pt"))
-    result = _cli("certify", prior, "--method", "pacbayes", "--data-dir", data_dir)
-    assert result.exit_code == 2 and "holds the prior trained on S_prior" in result.output
+    code, text = _cli("certify", prior, "--method", "pacbayes", "--data-dir", data_dir)
+    assert code == 2 and "holds the prior trained on S_prior" in text
     payload = torch.load(_posterior(row), weights_only=True)
     key = next(k for k in payload["state_dict"] if k.endswith("mu"))
     payload["state_dict"][key] = payload["state_dict"][key] + 1
     torch.save(payload, tmp_path / "tampered.pt")
-    result = _cli("certify", tmp_path / "tampered.pt", "--method", "pacbayes", "--data-dir", data_dir)
-    assert result.exit_code == 2 and "fails its checksum" in result.output
+    code, text = _cli("certify", tmp_path / "tampered.pt", "--method", "pacbayes", "--data-dir", data_dir)
+    assert code == 2 and "fails its checksum" in text
 
 
 def test_a_model_with_learned_buffers_is_refused():

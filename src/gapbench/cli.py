@@ -308,6 +308,11 @@ def certify(checkpoint_path, method, data_name, split, delta, delta_mc, passes, 
             raise GapbenchError("--assume-var, --data and --split belong to --method heldout; --method pacbayes "
                                 "certifies on the checkpoint's own S_bound. Drop them.")
         check_positive_int(passes, "--passes", "gapbench certify")
+        if delta_mc is not None and not 0 < delta_mc < delta:
+            raise GapbenchError(f"The '--delta-mc' parameter of gapbench certify must be a float in (0, --delta) = "
+                                f"(0, {delta:g}), the Monte Carlo step's share of the total δ. Got {delta_mc:g} "
+                                f"instead. The PAC-Bayes step gets --delta minus --delta-mc; leave it unset for the "
+                                f"default min(0.01, delta/2).")
         cert = certify_checkpoint(checkpoint_path, method="pacbayes", delta=delta, delta_mc=delta_mc, passes=passes,
                                   family_size=family_size, data_dir=data_dir)
         click.echo(json.dumps(cert.as_dict(), indent=2, default=str) if as_json else str(cert))
