@@ -45,6 +45,12 @@ def _cli(*args):
     return outcome.exit_code, " ".join(outcome.output.split())
 
 
+def _verdicts_as_expected(outcome):
+    """Each claim holds unless its experiment says why not at this preset (a measured fact)."""
+    for claim, result in zip(get(outcome.experiment).claims, outcome.claims, strict=True):
+        assert result.held == (outcome.preset not in claim.expected_not_held), (claim.name, result.detail)
+
+
 def _posterior(row) -> Path:
     return Path(row["checkpoint"])
 
@@ -63,6 +69,7 @@ def test_certificate_recomputed_from_its_terms_with_the_union_over_the_grid(pbb_
         assert r["certificate"] == pytest.approx(kl_inverse(mc_upper, budget), abs=1e-6)
         assert r["certificate"] >= r["r_hat_mc"]
         assert r["test_error"] == r["test_error_stochastic"]       # the certified classifier is Q, not its mean
+    _verdicts_as_expected(outcome)
 
 
 def test_s_prior_and_s_bound_disjoint_through_the_records(pbb_smoke, data_dir):
@@ -101,6 +108,7 @@ def test_cli_certifies_the_smoke_checkpoint_as_a_new_user(pbb_smoke, data_dir):
 def test_cli_refuses_a_deterministic_checkpoint(tmp_path, data_dir):
     outcome = run_experiment("certify-budget", "smoke", out=tmp_path, runtime=Runtime(data_dir=str(data_dir)),
                              progress=False)
+    _verdicts_as_expected(outcome)
     det = next(r for r in outcome.table.rows if r["hp.method"] == "held-out")
     code, text = _cli("certify", det["checkpoint"], "--method", "pacbayes", "--data-dir", data_dir)
     assert code == 2 and "checkpoint of a deterministic network" in text
@@ -156,6 +164,15 @@ def test_a_model_with_learned_buffers_is_refused():
     model = nn.Sequential(nn.Flatten(), nn.Linear(4, 3), nn.BatchNorm1d(3), nn.ReLU(), nn.Linear(3, 2))
     with pytest.raises(GapbenchError, match="fold_batchnorm"):
         probabilistic(model, prior_std=0.1)
+
+
+def test_dr2017_smoke_claims(tmp_path, data_dir):
+    outcome = run_experiment("dr2017-binary-mnist", "smoke", out=tmp_path, runtime=Runtime(data_dir=str(data_dir)),
+                             progress=False)
+    _verdicts_as_expected(outcome)
+    row = outcome.table.rows[0]
+    assert row["n_bound"] == row["n_train"] and row["hp.prior_std"] ** 2 == pytest.approx(
+        PRIOR_VAR_BASE * math.exp(-row["hp.prior_var_j"] / PRIOR_VAR_PRECISION))
 
 
 def test_dr2017_grid_pays_the_union_weight_at_each_variance():
