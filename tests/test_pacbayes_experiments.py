@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 from click.testing import CliRunner
+from reference_bounds import binomial_inverse, kl_inverse
 from torch import nn
 
 import gapbench.experiments.pbb2021_mnist as pbb
@@ -28,7 +29,6 @@ from gapbench.pacbayes import store
 from gapbench.pacbayes.certificate import pacbayes_certificate
 from gapbench.pacbayes.nets import probabilistic
 from gapbench.pacbayes.splits import load_splits
-from reference_bounds import binomial_inverse, kl_inverse
 
 
 @pytest.fixture(scope="module")

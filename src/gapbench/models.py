@@ -116,7 +116,8 @@ def _construct(cfg: ModelConfig, input_shape: tuple[int, ...], num_classes: int)
             raise param_error("arch", "ModelConfig", "'mlp' for flat inputs ('cnn' needs (C, H, W) inputs)",
                               cfg.arch)
         if cfg.options.get("layout", "kkb") == "pbb":          # options['layout']: 'kkb' (default) or 'pbb'
-            return pbb_cnn(input_shape, num_classes, cfg.width, cfg.bias, fc_width=int(cfg.options.get("fc_width", 128)),
+            return pbb_cnn(input_shape, num_classes, cfg.width, cfg.bias,
+                           fc_width=int(cfg.options.get("fc_width", 128)),
                            conv2_width=int(cfg.options.get("conv2_width", 2 * cfg.width)))
         model = cnn(input_shape, num_classes, cfg.width, cfg.bias,
                     fc_width=int(cfg.options.get("fc_width", 1024)),

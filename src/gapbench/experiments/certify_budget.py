@@ -129,9 +129,9 @@ QUICK = {**BASE, "n_train": 10000, "n_test": 2000, "n_val": [500, 1000, 2000, 40
 TOO_SMALL = "one epoch on 400 points: the PAC-Bayes posterior has not moved from its barely trained prior"
 QUICK_PB = ("measured: PAC-Bayes 0.1105 (n = 5,000) vs held-out 0.0962 at n_val = 500, with 5 posterior epochs on "
             "10,000 points; PBB's margin needs the paper's 100 epochs on 60,000")
-QUICK_SHIFT = ("measured: the held-out points (the training file's last n_val) are easier than the test file: validation "
-               "error 0.0765 vs test error 0.1015 at n_val = 2,000 (≈ 3 standard errors); the certificate is about "
-               "the training file's distribution, so 3 of 4 held-out certificates fall below the test-file error")
+QUICK_SHIFT = ("measured: the held-out points (the training file's last n_val) are easier than the test file: "
+               "validation error 0.0765 vs test error 0.1015 at n_val = 2,000 (≈ 3 standard errors); the certificate is"
+               " about the training file's distribution, so 3 of 4 held-out certificates fall below the test-file error")
 
 EXPERIMENT = register(Experiment(
     spec=SPEC,

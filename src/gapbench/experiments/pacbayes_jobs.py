@@ -75,8 +75,8 @@ def _prior(config: dict[str, Any], data, cfg: ModelConfig, out_dir: Path):
 def _posterior(config: dict[str, Any], data, cfg: ModelConfig, prior_model, record, out_dir: Path):
     """(the trained ProbNet, its checkpoint path, training seconds)."""
     q, c = config["posterior"], config["certificate"]
-    path = Path(out_dir) / "checkpoints" / (f"posterior-{signature(config['split'], config['model'], config['prior'], q)}"
-                                            ".pt")
+    sig = signature(config["split"], config["model"], config["prior"], q)
+    path = Path(out_dir) / "checkpoints" / f"posterior-{sig}.pt"
     found = _reuse(path)
     if found is not None:
         return found.net, path, 0.0
@@ -120,7 +120,8 @@ def pacbayes_job(config: dict[str, Any], runtime: Runtime, out_dir: Path):
     cert = pacbayes_certificate(net, data.bound, delta=c["delta"], delta_mc=c["delta_mc"], passes=c["passes"],
                                 family_size=int(c["family_size"]), seed=c["seed"], prior_record=prior_points(record),
                                 test_data=data.test, p_min=config["posterior"]["p_min"])
-    values = {"certificate": cert.risk, "test_error": cert.test_error_stochastic,   # the certified classifier's "certificate_bounded_ce": cert.risk_bounded_ce,
+    values = {"certificate": cert.risk, "certificate_bounded_ce": cert.risk_bounded_ce,
+              "test_error": cert.test_error_stochastic,          # the error of what is certified: Q, not its mean
               "test_error_stochastic": cert.test_error_stochastic, "test_error_mean": cert.test_error_mean,
               "n_bound": float(len(data.bound)), "n_prior": float(0 if data.prior is None else len(data.prior)),
               "n_train": float(len(data.train)), "train_seconds": seconds, "job_seconds": time.perf_counter() - start,
