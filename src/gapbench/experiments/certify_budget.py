@@ -131,7 +131,7 @@ QUICK_PB = ("measured: PAC-Bayes 0.1105 (n = 5,000) vs held-out 0.0962 at n_val 
             "10,000 points; PBB's margin needs the paper's 100 epochs on 60,000")
 QUICK_SHIFT = ("measured: the held-out points (the training file's last n_val) are easier than the test file: "
                "validation error 0.0765 vs test error 0.1015 at n_val = 2,000 (≈ 3 standard errors); the certificate is"
-               " about the training file's distribution, so 3 of 4 held-out certificates fall below the test-file error")
+               " about the training file's distribution; 3 of 4 held-out certificates fall below the test-file error")
 
 EXPERIMENT = register(Experiment(
     spec=SPEC,
