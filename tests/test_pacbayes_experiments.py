@@ -191,3 +191,17 @@ def test_certify_budget_points_hold_out_what_they_certify():
     p = exp.params("paper")
     held = [c for c in exp.points(p) if "run" in c]
     assert sorted(c["run"]["data"]["n_val"] for c in held) == [1000, 5000, 10000, 20000]
+
+
+def test_finished_jobs_and_checkpoints_are_reused(pbb_smoke, data_dir):
+    outcome, out = pbb_smoke
+    runtime = Runtime(data_dir=str(data_dir))
+    again = run_experiment("pbb2021-mnist", "smoke", out=out, runtime=runtime, progress=False)
+    assert again.runs_trained == 0 and again.runs_reused == len(outcome.table)        # rows from the store
+    for path in out.glob("gapbench.sqlite*"):           # the store lost (a kill before commit): checkpoints remain
+        path.unlink()
+    rerun = run_experiment("pbb2021-mnist", "smoke", out=out, runtime=runtime, progress=False)
+    assert rerun.runs_trained == len(outcome.table)
+    for old, new in zip(outcome.table.rows, rerun.table.rows, strict=True):
+        assert new["train_seconds"] == 0.0                                   # the posterior came from its checkpoint
+        assert new["certificate"] == old["certificate"] and new["kl"] == old["kl"]

@@ -102,11 +102,6 @@ def _posterior(config: dict[str, Any], data, cfg: ModelConfig, prior_model, reco
     return trained.net, path, seconds
 
 
-def prior_points(record: dict[str, Any]) -> tuple[torch.Tensor, str] | None:
-    """The (train_indices, pool) pacbayes_certificate checks S_bound against; None for a data-free prior."""
-    return None if record["kind"] == "data-free" else (torch.as_tensor(record["train_indices"]), record["pool"])
-
-
 def pacbayes_job(config: dict[str, Any], runtime: Runtime, out_dir: Path):
     """Train (or reuse) the prior and the posterior of `config`, then certify the posterior on S_bound."""
     torch.set_num_threads(runtime.threads)
@@ -118,8 +113,9 @@ def pacbayes_job(config: dict[str, Any], runtime: Runtime, out_dir: Path):
     report({"kind": "stage", "stage": "certifying on S_bound"})
     c = config["certificate"]
     cert = pacbayes_certificate(net, data.bound, delta=c["delta"], delta_mc=c["delta_mc"], passes=c["passes"],
-                                family_size=int(c["family_size"]), seed=c["seed"], prior_record=prior_points(record),
-                                test_data=data.test, p_min=config["posterior"]["p_min"])
+                                family_size=int(c["family_size"]), seed=c["seed"],
+                                prior_record=store.prior_points(record), test_data=data.test,
+                                p_min=config["posterior"]["p_min"])
     values = {"certificate": cert.risk, "certificate_bounded_ce": cert.risk_bounded_ce,
               "test_error": cert.test_error_stochastic,          # the error of what is certified: Q, not its mean
               "test_error_stochastic": cert.test_error_stochastic, "test_error_mean": cert.test_error_mean,

@@ -38,7 +38,7 @@ from ..config import ModelConfig, from_dict, to_dict
 from ..errors import GapbenchError
 from ..models import build_model
 from ..provenance import provenance
-from .nets import ProbNet, probabilistic
+from .nets import probabilistic
 
 FORMAT = "gapbench-pacbayes-checkpoint"
 FORMAT_VERSION = 1
@@ -63,10 +63,15 @@ class PacBayesCheckpoint:
     history: list[dict[str, float]]
 
     def prior_points(self) -> tuple[torch.Tensor, str] | None:
-        """(train_indices, pool) of a trained prior, as pacbayes_certificate's prior_record; None if data-free."""
-        if self.prior_record["kind"] == "data-free":
-            return None
-        return torch.as_tensor(self.prior_record["train_indices"]), str(self.prior_record["pool"])
+        return prior_points(self.prior_record)
+
+
+def prior_points(record: dict[str, Any]) -> tuple[torch.Tensor, str] | None:
+    """(train_indices, pool) of a trained prior's record, as pacbayes_certificate's prior_record; None if the
+    prior is data-free."""
+    if record["kind"] == "data-free":
+        return None
+    return torch.as_tensor(record["train_indices"]), str(record["pool"])
 
 
 def _digest(payload: dict[str, Any]) -> str:
@@ -157,7 +162,3 @@ def load(path: str | Path) -> PacBayesCheckpoint:
                               json.loads(payload["split_spec"]), payload["prior_record"],
                               torch.as_tensor(payload["bound_indices"]), json.loads(payload["training"]),
                               list(payload["history"]))
-
-
-def is_probnet(net: nn.Module) -> bool:
-    return isinstance(net, ProbNet)
