@@ -20,6 +20,7 @@ from .base import Claim, Experiment
 from .pacbayes_jobs import budget_job
 from .params import choice, count, fraction, positive
 from .pbb2021_mnist import (
+    DATASET,
     PRIORS,
     certificate_block,
     model_config,
@@ -30,7 +31,7 @@ from .pbb2021_mnist import (
 
 
 def _heldout(p, n_val: int):
-    run = RunConfig(data=DataConfig(name=p["dataset"], n_val=n_val, n_test=p["n_test"], subset_seed=p["seed"],
+    run = RunConfig(data=DataConfig(name=DATASET, n_val=n_val, n_test=p["n_test"], subset_seed=p["seed"],
                                     pool_size=None if p["n_train"] is None else p["n_train"] - n_val),
                     model=ModelConfig(arch="mlp", depth=p["fcn_depth"], width=p["fcn_width"], init_seed=p["seed"]),
                     train=TrainConfig(lr=p["heldout_lr"], momentum=p["momentum"], batch_size=p["batch_size"],
@@ -107,14 +108,14 @@ def plot(t, fig, p):
     ax.grid(True, which="both", alpha=0.3)
 
 
-BASE = {"dataset": "mnist", "n_train": None, "n_test": None, "seed": 0, "n_val": [1000, 5000, 10000, 20000],
+BASE = {"n_train": None, "n_test": None, "seed": 0, "n_val": [1000, 5000, 10000, 20000],
         "fcn_depth": 3, "fcn_width": 600, "cnn_width": 32, "cnn_fc_width": 128,   # pbb2021-mnist's FCN
         "heldout_lr": 0.01, "heldout_epochs": 20,      # ours: plain SGD for the deterministic net
         "objective": "f_quad", "prior_std": 0.03, "prior_fraction": 0.5, "prior_lr": 0.005, "prior_momentum": 0.99,
         "prior_epochs": 70, "prior_dropout": 0.2, "lr": 0.001, "momentum": 0.95, "epochs": 100, "batch_size": 250,
         "kl_penalty": 1.0, "p_min": 1e-5, "delta": 0.035, "delta_mc": 0.01, "passes": 10}  # as pbb2021-mnist
 
-SPEC = {"dataset": choice("mnist"), "n_train": count(optional=True), "n_test": count(optional=True),
+SPEC = {"n_train": count(optional=True), "n_test": count(optional=True),
         "seed": count(0), "n_val": count(many=True), "fcn_depth": count(), "fcn_width": count(),
         "cnn_width": count(), "cnn_fc_width": count(), "heldout_lr": positive(), "heldout_epochs": count(),
         "objective": choice("f_quad", "f_classic", "f_kl_inverse"), "prior_std": positive(),

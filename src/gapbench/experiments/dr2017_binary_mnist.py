@@ -29,7 +29,7 @@ from ..config import ModelConfig, to_dict
 from . import register
 from .base import Claim, Experiment
 from .pacbayes_jobs import pacbayes_job
-from .params import Param, choice, count, fraction, positive
+from .params import Param, count, fraction, positive
 from .pbb2021_mnist import best, certificate_block, covers_test_error, describe, posterior_block, split_spec
 
 PRIOR_VAR_BASE = 0.1          # c: snn/core/network.py L37 log_prior_std_base
@@ -83,7 +83,7 @@ def plot(t, fig, p):
     ax.grid(True, alpha=0.3)
 
 
-BASE = {"dataset": "mnist", "n_train": 55000, "n_test": None, "seed": 0, "width": 600,   # README L15: --layers 600
+BASE = {"n_train": 55000, "n_test": None, "seed": 0, "width": 600,   # README L15: --layers 600
         "prior_var_j": [300, 400, 500],       # σ_P ≈ 0.071, 0.043, 0.026 (network.py L189: log σ_P starts at −3)
         "objectives": ["f_classic"],
         "sgd_lr": 0.01, "sgd_momentum": 0.9,  # ours: plain SGD solution to start from (DR: run_sgd.py)
@@ -95,7 +95,7 @@ BASE = {"dataset": "mnist", "n_train": 55000, "n_test": None, "seed": 0, "width"
         "delta": 0.035, "delta_mc": 0.01,     # network.py L38 δ = 0.025, L482 reported at δ + 0.01
         "passes": 10, "threshold": 0.161}     # Dziugaite & Roy 2017, Table 1 (T-600)
 
-SPEC = {"dataset": choice("mnist"), "n_train": count(optional=True), "n_test": count(optional=True),
+SPEC = {"n_train": count(optional=True), "n_test": count(optional=True),
         "seed": count(0), "width": count(), "prior_var_j": count(many=True),
         "objectives": Param(str, many=True, choices=("f_quad", "f_classic", "f_kl_inverse")),
         "sgd_lr": positive(), "sgd_momentum": fraction(high_open=True), "sgd_epochs": count(), "lr": positive(),

@@ -24,9 +24,10 @@ from ..config import ModelConfig, to_dict
 from . import register
 from .base import Claim, Experiment
 from .pacbayes_jobs import pacbayes_job
-from .params import Param, choice, count, fraction, positive
+from .params import Param, count, fraction, positive
 
 PRIORS = ("data-free", "trained")
+DATASET = "mnist"     # PBB's constants (normalization, architectures) are MNIST's: no --set dataset
 
 
 def model_config(p: dict[str, Any], arch: str) -> ModelConfig:
@@ -38,7 +39,7 @@ def model_config(p: dict[str, Any], arch: str) -> ModelConfig:
 
 
 def split_spec(p: dict[str, Any], prior: str, *, binary: bool = False, normalize: bool = True) -> dict[str, Any]:
-    return {"dataset": p["dataset"], "n_train": p["n_train"], "split_seed": p["seed"],
+    return {"dataset": DATASET, "n_train": p["n_train"], "split_seed": p["seed"],
             "prior_fraction": p["prior_fraction"] if prior == "trained" else 0.0, "binary": binary,
             "normalize": normalize, "n_test": p["n_test"]}
 
@@ -130,7 +131,7 @@ def plot(t, fig, p):
     ax.grid(True, axis="y", alpha=0.3)
 
 
-BASE = {"dataset": "mnist", "n_train": None, "n_test": None, "seed": 0, "archs": ["fcn", "cnn"],
+BASE = {"n_train": None, "n_test": None, "seed": 0, "archs": ["fcn", "cnn"],
         "priors": list(PRIORS), "objectives": ["f_quad", "f_classic", "f_kl_inverse"],
         "fcn_depth": 3, "fcn_width": 600,               # pbb/models.py L494-497: 784-600-600-600-10
         "cnn_width": 32, "cnn_fc_width": 128,           # pbb/models.py L530-533: conv 32, conv 64, FC 128
@@ -147,7 +148,7 @@ BASE = {"dataset": "mnist", "n_train": None, "n_test": None, "seed": 0, "archs":
         "passes": 10,                                   # ours: n·10 per-example draws (PBB: 150,000 shared draws)
         "fcn_threshold": 0.0279, "cnn_threshold": 0.0155}   # PBB's certificates (Pérez-Ortiz et al. 2021, Table 5)
 
-SPEC = {"dataset": choice("mnist"), "n_train": count(optional=True), "n_test": count(optional=True),
+SPEC = {"n_train": count(optional=True), "n_test": count(optional=True),
         "seed": count(0), "archs": Param(str, many=True, choices=("fcn", "cnn")),
         "priors": Param(str, many=True, choices=PRIORS),
         "objectives": Param(str, many=True, choices=("f_quad", "f_classic", "f_kl_inverse")),
