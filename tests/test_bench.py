@@ -18,6 +18,7 @@ from gapbench.bench import (
     format_bench,
     interleaved,
     mfu_pairs,
+    probnet_pairs,
     run_bench,
     spectral_repeats,
     spread,
@@ -31,7 +32,8 @@ torch.set_num_threads(1)
 
 # A net and trials small enough that one benchmark runs in milliseconds once numba's kernel is cached.
 TINY = BenchSizes(net=ModelConfig(depth=2, width=32, bias=False), matmul_size=64, matmul_calls=3, mlp_batch=8,
-                  mlp_steps=2, batch1_steps=4, stacked_models=3, stacked_width=8, stacked_batch=4, stacked_steps=2)
+                  mlp_steps=2, batch1_steps=4, stacked_models=3, stacked_width=8, stacked_batch=4, stacked_steps=2,
+                  pb_batch=4, pb_forwards=2, pb_cnn_batch=2)
 TINY_PARAMS = 784 * 32 + 32 * 32 + 32 * 10  # bias-free 784-32-32-10, counted by hand
 
 
@@ -102,16 +104,29 @@ def test_spectral_repeats_times_each_repetition():
     np.testing.assert_array_equal(spectral_repeats(TINY, 3, ScriptedClock([3, 1, 2]))["spectral_s"], [3, 1, 2])
 
 
+def test_probnet_ratios_divide_per_example_by_mean_network_seconds():
+    # FCN rounds: mean 2, frozen 5, unfrozen 7 | 4, 6, 8; then CNN rounds: mean 1, per-example 3 | 2, 3
+    r = probnet_pairs(TINY, 2, ScriptedClock([2, 5, 7, 4, 6, 8, 1, 3, 2, 3]))
+    np.testing.assert_allclose(r["pbnet_fcn_ratio"], [2.5, 1.5])
+    np.testing.assert_allclose(r["pbnet_fcn_unfrozen_ratio"], [3.5, 2])
+    np.testing.assert_allclose(r["pbnet_fcn_ms"], [5e3 / 2, 6e3 / 2])       # pb_forwards = 2 per trial
+    np.testing.assert_allclose(r["pbnet_cnn_ratio"], [3, 1.5])
+    np.testing.assert_allclose(r["pbnet_cnn_ms"], [3e3, 3e3])
+
+
 def test_targets_are_checked_on_the_median_at_the_boundary():
     figures = {"mlp_b128_mfu": {"median": 0.75}, "batch1_speedup": {"median": 3.99},
-               "stacked32_speedup": {"median": 2.5}, "spectral_s": {"median": 2.0}}
+               "stacked32_speedup": {"median": 2.5}, "spectral_s": {"median": 2.0}, "pbnet_fcn_ratio": {"median": 3.0}}
     met = {name: t["met"] for name, t in check_targets(figures).items()}
-    assert met == {"mlp_b128_mfu": True, "batch1_speedup": False, "stacked32_speedup": True, "spectral_s": False}
+    assert met == {"mlp_b128_mfu": True, "batch1_speedup": False, "stacked32_speedup": True, "spectral_s": False,
+                   "pbnet_fcn_ratio": True}
     assert check_targets(figures)["spectral_s"]["target"] == "< 2"
+    assert check_targets(figures)["pbnet_fcn_ratio"]["target"] == "<= 3"
+    assert not check_targets({**figures, "pbnet_fcn_ratio": {"median": 3.01}})["pbnet_fcn_ratio"]["met"]
 
 
 def test_run_bench_with_a_constant_clock_gives_exact_figures_with_zero_spread():
-    result = run_bench(repeats=2, sizes=TINY, clock=ScriptedClock([1.0] * 14))
+    result = run_bench(repeats=2, sizes=TINY, clock=ScriptedClock([1.0] * 24))   # 2 rounds × 12 timed sides
     assert result["figures"]["batch1_speedup"] == {"label": "batch-1 speed-up", "unit": "x", "median": 1.0,
                                                    "q1": 1.0, "q3": 1.0, "iqr": 0.0, "min": 1.0, "max": 1.0,
                                                    "n": 2}
@@ -119,6 +134,7 @@ def test_run_bench_with_a_constant_clock_gives_exact_figures_with_zero_spread():
     assert result["net_params"] == TINY_PARAMS
     assert result["targets"]["batch1_speedup"] == {"target": ">= 4", "median": 1.0, "met": False}
     assert result["targets"]["spectral_s"]["met"] is True
+    assert result["targets"]["pbnet_fcn_ratio"] == {"target": "<= 3", "median": 1.0, "met": True}
 
 
 def test_run_bench_smoke_real_clock():

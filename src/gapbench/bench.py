@@ -21,6 +21,13 @@ is a best-of. Each target is checked on the median. Inputs are seeded synthetic 
   Target ≥ 2.5.
 - ``spectral_s``: seconds for the exact spectral norms (``torch.linalg.matrix_norm(ord=2)``) of the six
   weight matrices of the net, R repetitions (no pair). Target < 2.
+- ``pbnet_fcn_ratio`` = B's seconds ÷ A's. PBB's FCN 784-600-600-600-10 with biases (pbb/models.py, NNet4l
+  / ProbNNet4l) at batch ``pb_batch`` (250), ``pb_forwards`` forwards each, under ``torch.no_grad()``: A the
+  deterministic mean network, B the :mod:`gapbench.pacbayes` net in ``"per_example"`` mode inside
+  ``net.frozen()`` (a Monte Carlo pass of the certificate: an independent weight draw per example).
+  Target ≤ 3. Reported too: C, the same without ``frozen()`` (softplus per forward, as in training,
+  ``pbnet_fcn_unfrozen_ratio``), and the ratio B ÷ A for PBB's CNN (CNNet4l: conv 32@3×3, conv 64@3×3,
+  max-pool 2, FC 128, FC 10) at batch ``pb_cnn_batch``, one forward per trial (``pbnet_cnn_ratio``).
 
 Threads: everything runs with one intra-op thread per core of the machine (``os.cpu_count()``), reported as
 ``threads``; both sides of each pair run under the same thread count, restored afterwards.
@@ -40,6 +47,7 @@ Quartiles are numpy's linear-interpolation percentiles of the R per-pair values 
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import os
@@ -53,6 +61,7 @@ import torch
 from .config import ModelConfig, RunConfig, TrainConfig
 from .errors import check_positive_int
 from .models import build_model
+from .pacbayes import pbb_cnn, pbb_fcn, probabilistic
 from .train.batch1 import Batch1Engine
 from .train.loop import PlainEngine
 from .train.losses import get_loss
@@ -61,7 +70,7 @@ from .train.stacked import StackedMLP
 Clock = Callable[[], float]  # seconds, monotonic (time.perf_counter); tests pass a scripted one
 
 TARGETS = {"mlp_b128_mfu": (">=", 0.75), "batch1_speedup": (">=", 4.0), "stacked32_speedup": (">=", 2.5),
-           "spectral_s": ("<", 2.0)}
+           "spectral_s": ("<", 2.0), "pbnet_fcn_ratio": ("<=", 3.0)}
 FIGURES = {  # name: (label in the text table, unit); the order of the table
     "mlp_b128_mfu": ("MLP b128 MFU", "ratio"),
     "batch1_speedup": ("batch-1 speed-up", "x"),
@@ -76,8 +85,14 @@ FIGURES = {  # name: (label in the text table, unit); the order of the table
     "batch1_plain_hours_2m_steps": ("plain, 2 M steps", "h"),
     "stacked32_steps_per_s": ("stacked x32", "steps/s"),
     "stacked32_sequential_steps_per_s": ("x32 one after another", "steps/s"),
+    "pbnet_fcn_ratio": ("PBB FCN per-example ÷ mean forward", "x"),
+    "pbnet_fcn_unfrozen_ratio": ("same, softplus every forward", "x"),
+    "pbnet_fcn_ms": ("PBB FCN per-example forward", "ms"),
+    "pbnet_cnn_ratio": ("PBB CNN per-example ÷ mean forward", "x"),
+    "pbnet_cnn_ms": ("PBB CNN per-example forward", "ms"),
 }
 NK_NET = ModelConfig(depth=5, width=1024, bias=False, init="glorot_uniform")  # NK 2019 fig. 1 net
+PB_PRIOR_STD = 0.03  # PBB's MNIST prior scale (σ_prior = 0.03); timings do not depend on it
 NK_STEPS = 2_000_000  # ≈ batch-1 steps of the nk2019-fig1 paper preset per pair of draws
 MNIST_SHAPE, CLASSES = (784,), 10
 
@@ -96,10 +111,13 @@ class BenchSizes:
     stacked_width: int = 100    # hidden width of each 784-w-10 stacked model
     stacked_batch: int = 64
     stacked_steps: int = 20     # SGD steps per model per stacked trial
+    pb_batch: int = 250         # batch of the probabilistic FCN forwards (PBB's batch size)
+    pb_forwards: int = 10       # forwards per FCN trial, each side (≈ 0.1 s deterministic)
+    pb_cnn_batch: int = 100     # batch of the CNN forwards, one per trial (≈ 0.5 s per-example)
 
 
 FULL = BenchSizes()
-QUICK = BenchSizes(matmul_calls=2, mlp_steps=3, batch1_steps=20, stacked_steps=3)
+QUICK = BenchSizes(matmul_calls=2, mlp_steps=3, batch1_steps=20, stacked_steps=3, pb_forwards=3, pb_cnn_batch=25)
 DEFAULT_REPEATS = {False: 7, True: 3}  # pairs per ratio, by `quick`
 
 
@@ -213,13 +231,40 @@ def spectral_repeats(sizes: BenchSizes, repeats: int, clock: Clock = time.perf_c
     return {"spectral_s": seconds}
 
 
+def _pb_sides(model: torch.nn.Module, x: torch.Tensor, forwards: int) -> list[Callable[[], object]]:
+    net = probabilistic(model, prior_std=PB_PRIOR_STD)
+    mean_net, gen = net.mean_network(), torch.Generator().manual_seed(0)
+
+    def repeat(fn, frozen):
+        def run():
+            with torch.no_grad(), (net.frozen() if frozen else contextlib.nullcontext()):
+                for _ in range(forwards):
+                    fn()
+        return run
+    return [repeat(lambda: mean_net(x), False), repeat(lambda: net(x, "per_example", gen), True),
+            repeat(lambda: net(x, "per_example", gen), False)]
+
+
+def probnet_pairs(sizes: BenchSizes, repeats: int, clock: Clock = time.perf_counter
+                  ) -> dict[str, np.ndarray]:
+    """Per round: PBB's FCN forward as the mean network (A), per-example inside frozen() (B) and without
+    (C); PBB's CNN as the mean network and per-example inside frozen(). Ratios are seconds ÷ A's."""
+    x = _inputs(sizes.pb_batch, 3)[0]
+    det_s, pe_s, unfrozen_s = interleaved(_pb_sides(pbb_fcn(seed=0), x, sizes.pb_forwards), repeats, clock)
+    images = torch.rand(sizes.pb_cnn_batch, 1, 28, 28, generator=torch.Generator().manual_seed(4))
+    cnn_det_s, cnn_pe_s = interleaved(_pb_sides(pbb_cnn(seed=0), images, 1)[:2], repeats, clock)
+    return {"pbnet_fcn_ratio": pe_s / det_s, "pbnet_fcn_unfrozen_ratio": unfrozen_s / det_s,
+            "pbnet_fcn_ms": 1e3 * pe_s / sizes.pb_forwards, "pbnet_cnn_ratio": cnn_pe_s / cnn_det_s,
+            "pbnet_cnn_ms": 1e3 * cnn_pe_s}
+
+
 def check_targets(figures: dict[str, dict[str, float]]) -> dict[str, dict[str, object]]:
     """Each TARGETS entry checked on the median of its figure."""
     out = {}
     for name, (op, target) in TARGETS.items():
         median = figures[name]["median"]
-        out[name] = {"target": f"{op} {target:g}", "median": median,
-                     "met": bool(median >= target if op == ">=" else median < target)}
+        met = {">=": median >= target, "<=": median <= target, "<": median < target}[op]
+        out[name] = {"target": f"{op} {target:g}", "median": median, "met": bool(met)}
     return out
 
 
@@ -232,7 +277,8 @@ def run_bench(quick: bool = False, repeats: int | None = None, progress: bool = 
     sizes = sizes or (QUICK if quick else FULL)
     threads = os.cpu_count() or 1
     plan = [("MFU: matmul peak vs MLP batch 128", mfu_pairs), ("batch 1: plain vs fused", batch1_pairs),
-            ("stacked: one after another vs together", stacked_pairs), ("spectral norms", spectral_repeats)]
+            ("stacked: one after another vs together", stacked_pairs), ("spectral norms", spectral_repeats),
+            ("PAC-Bayes nets: mean vs per-example forward", probnet_pairs)]
     per_trial: dict[str, np.ndarray] = {}
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)

@@ -29,6 +29,8 @@ _LAZY = {
     "probabilistic": ("nets", "probabilistic"),
     "ProbNet": ("nets", "ProbNet"),
     "predict_errors": ("nets", "predict_errors"),
+    "pbb_cnn": ("nets", "pbb_cnn"),
+    "pbb_fcn": ("nets", "pbb_fcn"),
     "MODES": ("layers", "MODES"),
     "GaussianWeights": ("layers", "GaussianWeights"),
     "ProbConv2d": ("layers", "ProbConv2d"),

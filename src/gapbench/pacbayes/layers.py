@@ -6,7 +6,7 @@ prior_std²) held as buffers (fixed, saved with the state). :class:`ProbLinear` 
 one for the weight and one for the bias (if any).
 
 Randomness: a layer's ``forward(x, mode, generator)`` draws only from the ``torch.Generator`` it is passed,
-never from the global RNG; ``mode="mean"`` draws nothing. Modes (``MODES``):
+never from the global RNG (a CUDA net needs a CUDA generator); ``mode="mean"`` draws nothing. Modes:
 
 - ``"per_example"``: every example of the batch gets its own independent weight draw W_i ~ Q.
 - ``"shared"``: one weight draw for the whole batch (the reparameterisation trick as PBB does it).
@@ -160,7 +160,9 @@ class ProbLinear(nn.Module):
         mean = F.linear(x, self.weight.mu, None if bias is None else bias.mu)
         var = F.linear(x.square(), self.weight.var(), None if bias is None else bias.var())
         eps = torch.randn(mean.shape, generator=generator, dtype=mean.dtype, device=mean.device)
-        return torch.addcmul(mean, var.clamp_min(VAR_FLOOR).sqrt(), eps)
+        if torch.is_grad_enabled():
+            return torch.addcmul(mean, var.clamp_min(VAR_FLOOR).sqrt(), eps)
+        return mean.addcmul_(var.clamp_min_(VAR_FLOOR).sqrt_(), eps)   # Monte Carlo passes: no new buffers
 
 
 class ProbConv2d(nn.Module):

@@ -21,7 +21,9 @@ from collections.abc import Iterator, Mapping
 import torch
 from torch import nn
 
+from ..config import ModelConfig
 from ..errors import GapbenchError, check_positive_float, check_positive_int, param_error
+from ..models import build_model, init_weights
 from .layers import GaussianWeights, ProbConv2d, ProbLinear, check_generator, check_mode
 
 PROB_TYPES = (ProbLinear, ProbConv2d)
@@ -193,6 +195,23 @@ def probabilistic(model: nn.Module, *, prior_mean: nn.Module | Mapping | None = 
     posterior = prior if posterior_mean is None else _means(posterior_mean, model, "posterior_mean", where)
     layers = [_convert(name, module, posterior, prior, posterior_std, prior_std) for name, module in leaves]
     return ProbNet(layers, prior_std)
+
+
+def pbb_fcn(seed: int) -> nn.Sequential:
+    """PBB's MNIST FCN (pbb/models.py NNet4l): 784-600-600-600-10 with biases and ReLU, initialised as
+    PyTorch's default rule from a generator seeded by `seed` (PBB draws truncated normals; set the weights
+    you need before converting)."""
+    return build_model(ModelConfig(depth=3, width=600, bias=True, init_seed=seed), (784,), 10)
+
+
+def pbb_cnn(seed: int) -> nn.Sequential:
+    """PBB's MNIST CNN (pbb/models.py CNNet4l) for 1×28×28 inputs: conv 32@3×3, ReLU, conv 64@3×3, ReLU,
+    max-pool 2, FC 9216→128, ReLU, FC 128→10, with biases; initialised as :func:`pbb_fcn`."""
+    with torch.random.fork_rng(devices=[]):       # the constructors' default init draws from the global RNG
+        model = nn.Sequential(nn.Conv2d(1, 32, 3), nn.ReLU(), nn.Conv2d(32, 64, 3), nn.ReLU(), nn.MaxPool2d(2),
+                              nn.Flatten(), nn.Linear(9216, 128), nn.ReLU(), nn.Linear(128, 10))
+    init_weights(model, "torch_default", seed)
+    return model
 
 
 def predict_errors(net: ProbNet, x: torch.Tensor, y: torch.Tensor, *, mode: str,
