@@ -46,7 +46,7 @@ class GaussianLinear(nn.Module):
         return gaussian_kl(self.mean, self.std(), self.prior_mean, torch.tensor(self.prior_std, dtype=torch.float64))
 
     def mean_network(self) -> nn.Module:
-        layer = nn.Linear(self.mean.shape[1] - 1, self.mean.shape[0]).double()
+        layer = nn.utils.skip_init(nn.Linear, self.mean.shape[1] - 1, self.mean.shape[0]).double()  # no RNG
         with torch.no_grad():
             layer.weight.copy_(self.mean[:, :-1])
             layer.bias.copy_(self.mean[:, -1])
@@ -89,4 +89,32 @@ class WithBatchNorm(GaussianLinear):
     """A GaussianLinear whose mean network carries BatchNorm running statistics (to be refused)."""
 
     def mean_network(self) -> nn.Module:
-        return nn.Sequential(super().mean_network(), nn.BatchNorm1d(self.mean.shape[0]))
+        return nn.Sequential(super().mean_network(), nn.BatchNorm1d(self.mean.shape[0]).double())
+
+
+def hash_bits(member: int, x: torch.Tensor) -> torch.Tensor:
+    """A fixed pseudo-random 0/1 function of (member, x) (the fractional part of a scaled sine)."""
+    value = torch.sin(x.double() * 12.9898 + torch.as_tensor(member, dtype=torch.float64) * 78.233) * 43758.5453
+    return (value - torch.floor(value)) > 0.5
+
+
+class HashMember(nn.Module):
+    """Member `member` of a finite family of classifiers, each a point mass Q_f = P_f on a fixed pseudo-random
+    function h_f of x (KL = 0): with labels independent of x, every member's risk is exactly 1/2."""
+
+    def __init__(self, member: int):
+        super().__init__()
+        self.member = member
+
+    def forward(self, x: torch.Tensor, mode: str = "per_example", generator=None) -> torch.Tensor:
+        bit = hash_bits(self.member, x.reshape(-1)).double()
+        return torch.stack([1 - bit, bit], dim=1)
+
+    def kl(self) -> torch.Tensor:
+        return torch.tensor(0.0)
+
+    def mean_network(self) -> nn.Module:
+        return nn.Identity()
+
+    def num_params(self) -> int:
+        return 0

@@ -5,13 +5,13 @@ import math
 
 import pytest
 import torch
+from reference_probnets import GaussianLinear
 from torch import nn
 
 from gapbench.data.types import Split
 from gapbench.errors import GapbenchError
 from gapbench.pacbayes import objectives as obj
 from gapbench.pacbayes.train import train_prior, train_probabilistic
-from reference_probnets import GaussianLinear
 
 torch.set_num_threads(1)
 
@@ -163,6 +163,6 @@ def test_train_prior_learns_on_s_prior_and_keeps_the_record():
     prior = train_prior(model, split, lr=0.05, momentum=0.9, epochs=6, dropout=0.2, batch_size=50, seed=0)
     assert prior.history[-1]["loss"] < prior.history[0]["loss"]
     assert torch.equal(prior.train_indices, torch.arange(100, 400)) and prior.pool == "toy:train"
-    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
     assert all(not m._forward_pre_hooks for m in prior.model.modules())   # dropout hooks removed
     assert not prior.model.training

@@ -23,7 +23,8 @@ caller's δ is the TOTAL failure probability: δ = δ_PB + δ_MC, 0 < δ_MC < δ
        c = (KL(Q ‖ P) + ln(2√n/δ_PB) + ln|F|)/n.
 3. kl⁻¹(·, c) is non-decreasing in its first argument and the two events fail with probability ≤ δ_MC + δ_PB:
        R_Q ≤ kl⁻¹(Bin⁻(N, S, δ_MC), c)        with probability ≥ 1 − δ over S_bound and the weight draws.
-   PBB's own numbers (δ = 0.025 for step 2, δ′ = 0.01 for step 1) hold at 0.035; here δ is the total.
+   Here δ is the total. PBB's paper states δ = 0.025 for step 2 and δ′ = 0.01 for step 1 (0.035 in all, with
+   the two-sided ln(2/δ′)); PBB's code puts delta_test = 0.01 into both steps (pbb/bounds.py L164-174).
 
 The same two steps bound the risk in bounded cross-entropy (p_min; values in [0, 1]): step 1 uses the Chernoff
 bound in kl form for the mean of N independent [0, 1] variables (Hoeffding 1963, Thm 1: only independence
@@ -122,14 +123,18 @@ def _log_family_size(family_size: Any, where: str) -> float:
 
 def _gibbs_draws(net: nn.Module, x: torch.Tensor, y: torch.Tensor, *, passes: int, gen: torch.Generator,
                  batch_size: int, p_min: float) -> tuple[int, float]:
-    """Errors and summed bounded cross-entropy over `passes` passes, one weight draw per (example, pass)."""
-    errors, ce = 0, 0.0
+    """Errors and summed bounded cross-entropy over `passes` passes, one weight draw per (example, pass).
+
+    The n·passes rows (row r is example r mod n) are cut into batches of `batch_size`, so that a small S_bound
+    still fills a batch; mode="per_example" gives every row its own draw whatever batch it lands in.
+    """
+    errors, ce, rows = 0, 0.0, len(y) * passes
     with eval_mode(net), torch.inference_mode():
-        for _ in range(passes):
-            for i in range(0, len(y), batch_size):
-                out = net(x[i:i + batch_size], mode="per_example", generator=gen)
-                errors += int((margins_from_logits(out, y[i:i + batch_size]) <= 0).sum())
-                ce += float(bounded_cross_entropy(out, y[i:i + batch_size], p_min=p_min).double().sum())
+        for start in range(0, rows, batch_size):
+            idx = torch.arange(start, min(start + batch_size, rows), device=x.device) % len(y)
+            out = net(x[idx], mode="per_example", generator=gen)
+            errors += int((margins_from_logits(out, y[idx]) <= 0).sum())
+            ce += float(bounded_cross_entropy(out, y[idx], p_min=p_min).double().sum())
     return errors, ce
 
 
@@ -165,7 +170,10 @@ def pacbayes_certificate(net: nn.Module, bound_data: Split | tuple[torch.Tensor,
     p_min = check_probability(p_min, "p_min", where)
     log_f = _log_family_size(family_size, where)
     x, y = as_xy(bound_data, where)
-    n = check_positive_int(int(y.shape[0]), "bound_data", where, minimum=8)   # Maurer's Thm 5 needs n ≥ 8
+    n = int(y.shape[0])
+    if n < 8:
+        raise param_error("bound_data", where, "at least 8 points (Maurer's PAC-Bayes-kl theorem needs n ≥ 8)",
+                          f"{n} points", "Certify on a larger S_bound.")
     _check_mean_network(net, where)
     prior_text = prior_statement(prior_record, bound_data, where)
     gen = torch.Generator(device=x.device).manual_seed(seed)

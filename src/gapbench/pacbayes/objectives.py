@@ -16,8 +16,8 @@ log-probability of the true class is clamped below at ln p_min, so that
 
     ℓ(x, y) = −ln max(p_y, p_min) / ln(1/p_min) ∈ [0, 1],
 
-a [0, 1] loss to which (M) applies. PBB's default p_min = 1e-4 (pbb/bounds.py L43), 1e-5 in its running
-example (running_example.py L14).
+a [0, 1] loss to which (M) applies. p_min = 1e-5 by default, as PBB runs it (running_example.py L14; the
+PBBobj class default is 1e-4, pbb/bounds.py L43).
 
 References:
     Maurer, "A note on the PAC Bayesian theorem", arXiv:cs/0411099, 2004, Theorem 5.
@@ -39,7 +39,7 @@ from ..errors import check_positive_float, check_positive_int, check_probability
 from ..registry import Registry
 
 OBJECTIVES: Registry[Callable[..., torch.Tensor]] = Registry("objective", required=("reference",))
-DEFAULT_P_MIN = 1e-4         # PBB pbb/bounds.py L43 (PBBobj default); running_example.py L14 uses 1e-5
+DEFAULT_P_MIN = 1e-5         # PBB running_example.py L14 (what PBB runs); PBBobj's default is 1e-4 (bounds.py L43)
 GRAD_CLAMP = 1e-12           # kl⁻¹'s gradient is evaluated at q clamped into [GRAD_CLAMP, 1 − GRAD_CLAMP]
 
 

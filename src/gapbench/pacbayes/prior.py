@@ -71,6 +71,7 @@ def prior_statement(record: Any, bound_data: Any, where: str) -> str:
             if overlap:
                 raise _refuse_overlap(overlap, len(held), len(seen), source,
                                       f"run {signature}, whose weights initialised the prior,", where)
-    root_text = "a seeded initialization" if root == "seeded" else "an initialization with no record (assumed data-free)"
+    root_text = ("a seeded initialization" if root == "seeded"
+                 else "an initialization with no record (assumed data-free)")
     return (f"prior: trained on {len(indices)} points of pool '{pool}' (and {len(parents)} earlier run(s)), "
             f"checked disjoint from the {len(held)} points of S_bound, starting from {root_text}")

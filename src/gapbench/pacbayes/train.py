@@ -4,7 +4,7 @@
 mini-batch bounded cross-entropy of one reparameterised weight draw and of KL(Q ‖ P), with SGD with momentum
 as PBB (pbb/utils.py L212 `optim.SGD(net.parameters(), lr, momentum)`; `trainPNNet`). `train_prior` trains a
 deterministic network on S_prior with dropout and SGD as PBB (pbb/utils.py L161-165, `trainNNet`: plain
-cross-entropy of log-softmax outputs, pbb/models.py L1143). Both train a deep copy: the caller's network is
+cross-entropy of log-softmax outputs, pbb/models.py L1150). Both train a deep copy: the caller's network is
 never changed. All randomness (shuffling, weight draws, dropout masks) comes from one generator seeded with
 `seed`.
 
@@ -34,7 +34,8 @@ from ..errors import check_positive_float, check_positive_int, check_probability
 from ..evaluate import margins_from_logits
 from ..progress import note
 from ..trained import unknown_source
-from .objectives import bounded_cross_entropy, check_objective_args, objective as get_objective
+from .objectives import DEFAULT_P_MIN, bounded_cross_entropy, check_objective_args
+from .objectives import objective as get_objective
 
 MODES = ("per_example", "shared")
 
@@ -69,7 +70,7 @@ def _batches(n: int, batch_size: int, gen: torch.Generator, device: torch.device
 def train_probabilistic(net: nn.Module, data: Split | tuple[torch.Tensor, torch.Tensor], *,
                         objective: str = "f_quad", n_bound: int, delta: float = 0.025, kl_penalty: float = 1.0,
                         lr: float = 0.001, momentum: float = 0.95, epochs: int = 100, batch_size: int = 250,
-                        p_min: float = 1e-5, seed: int = 0, mode: str = "per_example",
+                        p_min: float = DEFAULT_P_MIN, seed: int = 0, mode: str = "per_example",
                         progress: bool = False) -> ProbabilisticTraining:
     """Train a copy of `net` (the ProbNet contract: net(x, mode=, generator=), net.kl()) on `data` by SGD with
     momentum on the objective `objective` (module docstring); returns the copy and its per-epoch history."""
@@ -83,6 +84,7 @@ def train_probabilistic(net: nn.Module, data: Split | tuple[torch.Tensor, torch.
     if mode not in MODES:
         raise param_error("mode", where, f"one of {list(MODES)} (a weight draw per example or per batch)", mode)
     x, y = as_xy(data, where)
+    y = y.to(x.device)
     net = copy.deepcopy(net)
     net.train()
     gen = torch.Generator(device=x.device).manual_seed(seed)
