@@ -11,7 +11,8 @@ from gapbench.experiments import EXPERIMENTS, PRESETS
 from gapbench.experiments.execute import run_experiment
 
 NEEDS_MNIST = {"nk2019-fig1", "kkb2017-validation", "kkb2017-random-labels", "kkb2017-deep-paths",
-               "kkb2017-two-phase", "kkb2017-linear-memorization"}
+               "kkb2017-two-phase", "kkb2017-linear-memorization", "pbb2021-mnist", "dr2017-binary-mnist",
+               "certify-budget"}
 
 
 @pytest.mark.parametrize("name", EXPERIMENTS.names())

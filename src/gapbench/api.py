@@ -102,11 +102,50 @@ def measure_checkpoint(path, *, data_name=None, split="train", quantities=None, 
     return values
 
 
-def certify_checkpoint(path, *, data_name=None, split="test", delta=0.05, family_size=1, assume_var=None,
-                       data_dir=None):
+def certify_checkpoint(path, *, method="heldout", data_name=None, split="test", delta=0.05, family_size=1,
+                       assume_var=None, delta_mc=None, passes=10, data_dir=None):
     """`certify` a checkpoint on a held-out split, refusing a split that overlaps its training points (on
-    another dataset, `data_name`, its record says nothing and the certificate states the assumption)."""
+    another dataset, `data_name`, its record says nothing and the certificate states the assumption).
+
+    method='pacbayes': the PAC-Bayes certificate of a probabilistic network's checkpoint (written by
+    pbb2021-mnist, dr2017-binary-mnist or certify-budget) on its own S_bound (:func:`certify_pacbayes`)."""
+    from .errors import check_choice
+    check_choice(method, "method", "certify_checkpoint()", ("heldout", "pacbayes"))
+    if method == "pacbayes":
+        return certify_pacbayes(path, delta=delta, delta_mc=delta_mc, passes=passes, family_size=family_size,
+                                data_dir=data_dir)
     from .certificate import certify as _certify
     run, data, same_data = _checkpoint_and_data(path, data_name, data_dir)
     return _certify(run.model, data.split(split), delta=delta, family_size=family_size, assume_var=assume_var,
                     run=run if same_data else None)
+
+
+def certify_pacbayes(path, *, delta=0.035, delta_mc=None, passes=10, family_size=1, seed=0, data_dir=None):
+    """The PAC-Bayes certificate (gapbench.pacbayes.certificate) of the probabilistic network checkpointed at
+    `path`, on the checkpoint's S_bound rebuilt from its split spec and checked against the stored S_bound
+    positions and the prior's record (a prior that saw any point of S_bound is refused). `family_size`: the
+    number of (prior, objective, hyperparameter) choices made by looking at S_bound's certificates."""
+    from .pacbayes import store
+    from .pacbayes.certificate import pacbayes_certificate
+    from .pacbayes.splits import load_splits
+    fmt = store.read_format(path)
+    if fmt == "gapbench-checkpoint":
+        raise GapbenchError(f"'{path}' is a checkpoint of a deterministic network, but --method pacbayes needs a "
+                            f"probabilistic network (a Gaussian posterior over the weights and the prior it was "
+                            f"trained against): a posterior-<signature>.pt written by gapbench run pbb2021-mnist, "
+                            f"dr2017-binary-mnist or certify-budget. Certify this one on held-out data with "
+                            f"--method heldout (the default).")
+    ckpt = store.load(path)
+    if ckpt.kind != "posterior":
+        raise GapbenchError(f"'{path}' holds the prior trained on S_prior, not a posterior: --method pacbayes "
+                            f"certifies a posterior. Pass the posterior-<signature>.pt next to it.")
+    data = load_splits(ckpt.split_spec, data_dir=data_dir)
+    stored = ckpt.bound_indices.reshape(-1).cpu()
+    if not (len(stored) == len(data.bound) and bool((stored == data.bound.indices.cpu()).all())):
+        raise GapbenchError(f"The S_bound rebuilt from the split spec of '{path}' ({len(data.bound)} points) is not "
+                            f"the S_bound stored in it ({len(stored)} points): the data files differ from the "
+                            f"ones it was trained with. Fetch the same dataset (gapbench data fetch) or rerun "
+                            f"the experiment.")
+    return pacbayes_certificate(ckpt.net, data.bound, delta=delta, delta_mc=delta_mc, passes=passes,
+                                family_size=family_size, seed=seed, prior_record=ckpt.prior_points(),
+                                test_data=data.test, p_min=ckpt.training["p_min"])

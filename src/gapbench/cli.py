@@ -276,22 +276,51 @@ def measure(checkpoint_path, data_name, split, quantities, data_dir, as_json):
 
 @main.command()
 @click.argument("checkpoint_path", metavar="CHECKPOINT", type=click.Path(dir_okay=False))
-@click.option("--data", "data_name", default=None, help="Dataset (default: the checkpoint's).")
-@click.option("--split", default="test", show_default=True, help="Held-out split: test or val.")
-@click.option("--delta", default=0.05, show_default=True, type=float)
+@click.option("--method", type=click.Choice(["heldout", "pacbayes"]), default="heldout", show_default=True,
+              help="heldout: binomial and other bounds from held-out data; pacbayes: the PAC-Bayes certificate of "
+                   "a probabilistic network's checkpoint on its own S_bound.")
+@click.option("--data", "data_name", default=None, help="Dataset (default: the checkpoint's; heldout only).")
+@click.option("--split", default="test", show_default=True, help="Held-out split: test or val (heldout only).")
+@click.option("--delta", default=None, type=float,
+              help="Total failure probability. Default: 0.05 (heldout), 0.035 (pacbayes: PBB's 0.025 + 0.01).")
+@click.option("--delta-mc", type=float, default=None,
+              help="pacbayes: the Monte Carlo step's share of --delta (default min(0.01, delta/2)).")
+@click.option("--passes", default=10, show_default=True, type=int,
+              help="pacbayes: passes over S_bound, each with a fresh weight draw per example.")
 @click.option("--family-size", default=1, show_default=True, type=int,
-              help="Number of models this one was selected from using the same held-out data.")
+              help="Number of models (pacbayes: priors x objectives x hyperparameters) this one was selected "
+                   "from by looking at the same certification data.")
 @click.option("--assume-var", type=float, default=None,
               help="ASSUME the 0-1 loss variance is at most this (KKB's Bernstein form; printed with the result). "
-                   "Default: the assumption-free Bernstein bound.")
+                   "Default: the assumption-free Bernstein bound (heldout only).")
 @data_dir_option
 @click.option("--json", "as_json", is_flag=True)
-def certify(checkpoint_path, data_name, split, delta, family_size, assume_var, data_dir, as_json):
-    """Tightest valid upper bound on CHECKPOINT's test error from held-out data."""
+def certify(checkpoint_path, method, data_name, split, delta, delta_mc, passes, family_size, assume_var, data_dir,
+            as_json):
+    """Tightest valid upper bound on CHECKPOINT's test error from held-out data (or, with --method pacbayes,
+    on a stochastic network's risk)."""
     from .api import certify_checkpoint
     from .errors import check_positive_float, check_positive_int, check_probability
+    delta = (0.035 if method == "pacbayes" else 0.05) if delta is None else delta
     check_probability(delta, "--delta", "gapbench certify")
     check_positive_int(family_size, "--family-size", "gapbench certify")
+    if method == "pacbayes":
+        if assume_var is not None or data_name is not None or split != "test":
+            raise GapbenchError("--assume-var, --data and --split belong to --method heldout; --method pacbayes "
+                                "certifies on the checkpoint's own S_bound. Drop them.")
+        check_positive_int(passes, "--passes", "gapbench certify")
+        if delta_mc is not None and not 0 < delta_mc < delta:
+            raise GapbenchError(f"The '--delta-mc' parameter of gapbench certify must be a float in (0, --delta) = "
+                                f"(0, {delta:g}), the Monte Carlo step's share of the total δ. Got {delta_mc:g} "
+                                f"instead. The PAC-Bayes step gets --delta minus --delta-mc; leave it unset for the "
+                                f"default min(0.01, delta/2).")
+        cert = certify_checkpoint(checkpoint_path, method="pacbayes", delta=delta, delta_mc=delta_mc, passes=passes,
+                                  family_size=family_size, data_dir=data_dir)
+        click.echo(json.dumps(cert.as_dict(), indent=2, default=str) if as_json else str(cert))
+        return
+    if delta_mc is not None:
+        raise GapbenchError("--delta-mc belongs to --method pacbayes (the Monte Carlo step); a held-out "
+                        "certificate has none. Drop it, or pass --method pacbayes.")
     if assume_var is not None:
         check_positive_float(assume_var, "--assume-var", "gapbench certify")
     cert = certify_checkpoint(checkpoint_path, data_name=data_name, split=split, delta=delta,

@@ -56,6 +56,19 @@ def cnn(input_shape: tuple[int, ...], num_classes: int, width: int, bias: bool, 
     return nn.Sequential(*layers)
 
 
+def pbb_cnn(input_shape: tuple[int, ...], num_classes: int, width: int, bias: bool, fc_width: int,
+            conv2_width: int) -> nn.Sequential:
+    """Pérez-Ortiz et al.'s MNIST CNN (PBB pbb/models.py L528-548, CNNet4l): conv width@3x3 -> ReLU -> conv
+    conv2_width@3x3 -> ReLU -> maxpool 2 -> FC fc_width -> ReLU -> FC num_classes, 'valid' padding
+    (28 -> 26 -> 24 -> 12; PBB: 32, 64, 9216 -> 128 -> 10). Its dropout is the prior's training only."""
+    channels, height, width_px = input_shape
+    feat = conv2_width * ((height - 4) // 2) * ((width_px - 4) // 2)
+    return nn.Sequential(
+        nn.Conv2d(channels, width, 3, bias=bias), nn.ReLU(), nn.Conv2d(width, conv2_width, 3, bias=bias), nn.ReLU(),
+        nn.MaxPool2d(2), nn.Flatten(), nn.Linear(feat, fc_width, bias=bias), nn.ReLU(),
+        nn.Linear(fc_width, num_classes, bias=bias))
+
+
 def init_weights(model: nn.Module, scheme: str, seed: int) -> None:
     """Re-initialize every Linear/Conv2d of `model` in place from a generator seeded by `seed`.
 
@@ -102,6 +115,10 @@ def _construct(cfg: ModelConfig, input_shape: tuple[int, ...], num_classes: int)
         if len(input_shape) != 3:
             raise param_error("arch", "ModelConfig", "'mlp' for flat inputs ('cnn' needs (C, H, W) inputs)",
                               cfg.arch)
+        if cfg.options.get("layout", "kkb") == "pbb":          # options['layout']: 'kkb' (default) or 'pbb'
+            return pbb_cnn(input_shape, num_classes, cfg.width, cfg.bias,
+                           fc_width=int(cfg.options.get("fc_width", 128)),
+                           conv2_width=int(cfg.options.get("conv2_width", 2 * cfg.width)))
         model = cnn(input_shape, num_classes, cfg.width, cfg.bias,
                     fc_width=int(cfg.options.get("fc_width", 1024)),
                     dropout=float(cfg.options.get("dropout", 0.0)),

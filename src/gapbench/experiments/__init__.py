@@ -21,6 +21,8 @@ def get(name: str | Experiment) -> Experiment:
 
 # The paper experiments register themselves on import (after `register` above exists).
 from . import (  # noqa: E402, F401
+    certify_budget,
+    dr2017_binary_mnist,
     kkb2017_deep_paths,
     kkb2017_linear_memorization,
     kkb2017_random_labels,
@@ -30,6 +32,7 @@ from . import (  # noqa: E402, F401
     nk2019_hypersphere,
     nk2019_linear,
     nk2019_slices,
+    pbb2021_mnist,
 )
 
 __all__ = ["EXPERIMENTS", "PRESETS", "Claim", "ClaimResult", "Experiment", "Table", "get", "loglog_slope",
