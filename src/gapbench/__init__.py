@@ -7,6 +7,7 @@
     gb.measure("spectral_product", run.model)
     gb.bound("heldout_binomial", run.model, data.test, delta=0.05, family_size=1, run=run)
     gb.certify(run.model, data.val, delta=0.05, run=run)      # run=: refuses points it was trained on
+    gb.resolve("mypkg.bounds:my_bound")(run.model, data.train)  # your own measure or bound (docs/plugins.md)
 
 Submodules load lazily so that ``import gapbench`` stays cheap and has no side effects.
 """
@@ -35,6 +36,9 @@ _LAZY = {
     "build_model": ("models", "build_model"),
     "Bound": ("bounds.types", "Bound"),
     "Run": ("trained", "Run"),
+    "resolve": ("plugins", "resolve"),
+    "safe_evaluate": ("plugins", "safe_evaluate"),
+    "declare": ("quantity", "declare"),
     "save_checkpoint": ("checkpoint", "save"),
     "load_checkpoint": ("checkpoint", "load"),
 }

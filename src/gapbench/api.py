@@ -42,16 +42,21 @@ def list_experiments():
 
 
 def catalogue(kind: str) -> list[tuple[str, str]]:
-    """(name, one-line metadata) for each registered experiment / measure / bound / dataset."""
+    """(name, one-line metadata) for each registered experiment / measure / bound / dataset; installed
+    plugins' measures and bounds follow the built-ins with their package (gapbench.plugins)."""
     if kind == "experiments":
         return [(e.name, f"{e.obj.paper}, {e.obj.figure}; presets: {', '.join(e.obj.presets)}")
                 for e in list_experiments()]
     if kind == "measures":
         from .measures import list_measures
-        return [(e.name, f"[{e.meta['kind']}] {e.meta['reference']}") for e in list_measures()]
+        from .plugins import catalogue_rows
+        return ([(e.name, f"[{e.meta['kind']}] {e.meta['reference']}") for e in list_measures()]
+                + catalogue_rows("measure"))
     if kind == "bounds":
         from .bounds import list_bounds
-        return [(e.name, f"{e.meta['quantity']}; {e.meta['reference']}") for e in list_bounds()]
+        from .plugins import catalogue_rows
+        return ([(e.name, f"{e.meta['quantity']}; {e.meta['reference']}") for e in list_bounds()]
+                + catalogue_rows("bound"))
     if kind == "datasets":
         from .data import list_datasets
         return [(d.name, f"[{d.kind}] {d.description}") for d in list_datasets()]

@@ -1,0 +1,102 @@
+"""The PGDL 2020 competition's score: conditional mutual information between the sign of the gap
+difference and the sign of the measure difference over pairs of models, normalised, minimised over
+conditioning sets.
+
+The semantics are those of the competition's public scoring program (the Codalab starting kit of
+"Predicting Generalization in Deep Learning", NeurIPS 2020; Yiding Jiang, July–October 2020). The dataset
+release, google-research/google-research ``pgdl/README.md``, points to that kit; copies of the organisers'
+file are public, e.g. cadurosar/pgdl @ 1a012efd and samiul272/pgdl_proposal @ f4a27e74,
+``scoring_program/mutual_information.py`` and ``scoring_program/score.py``. What is ported:
+
+- **Pairs** (``build_mi_table``, the double loop over ``model_specs``, lines 82–92 of the cadurosar copy):
+  every *ordered* pair (i, j) of models, i = j included, with no filter on which hyperparameters differ.
+- **Signs and ties** (lines 85–88): V_gap = [g_i > g_j], V_measure = [μ_i > μ_j], strict '>': a tie, and
+  every self-pair, counts as "−".
+- **Conditioning** (``conditional_mutual_information``, the loop over ``h1``, ``h2`` with ``h1 != h2``):
+  sets of exactly two distinct hyperparameters {a, b} (ordered pairs, each set visited twice with the same
+  result); the empty set and singletons are never used (``mi_empty_conditioning_set_table`` is dead code). A
+  pair falls in the cell (a_i, a_j, b_i, b_j) (``make_key_from_models``): the values of both models, in order.
+- **Score per set** (``total_mi_from_table``): the plain mean over the Π|V_h|² cells of the mutual information
+  I(V_gap; V_measure) within the cell, divided by the plain mean over cells of the entropy H(V_gap) within
+  the cell (a ratio of means; the cells are not weighted by their number of pairs). Base 2 (``np.log2``);
+  the base cancels in the ratio.
+- **Score** = the minimum over conditioning sets. ``score.py`` averages it over tasks and multiplies by 100
+  for the leaderboard (``task_average_score *= 100.0``): :class:`PgdlScore` holds the fraction in [0, 1].
+- **Grid** (``score.py``, ``check_data_validity``): the program refuses data that is not a complete grid with
+  exactly one model per combination; so does :func:`pgdl_score`. On such a grid every cell holds
+  (N / (|V_a||V_b|))² pairs, none is empty, and the plain and pair-weighted means agree.
+
+Two deliberate differences, neither of which changes a score on valid input: the program's entropy adds
+1e-12 inside the log (``np.log2(p + 1e-12)``) where we use 0·log 0 = 0 (a relative difference below 1e-11),
+and its cell keys are concatenated strings (``str(v) + str(w)``), which can collide for values such as 1, 11
+and 111 where we use the values themselves. The program's ``gen_gap`` is ``train_acc − test_acc``; here the
+caller passes the gap (or the test error) directly.
+
+References:
+    Jiang, Foret, Yak, Roy, Mobahi, Dziugaite, Bengio, Gunasekar, Guyon, Neyshabur. NeurIPS 2020 Competition:
+    Predicting Generalization in Deep Learning. arXiv:2012.07976, §4 (evaluation metric).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from itertools import combinations
+from typing import Any
+
+import numpy as np
+
+from ..errors import GapbenchError
+from ._inputs import complete_grid, hp_codes, paired_vectors, unique_rows
+
+
+@dataclass(frozen=True)
+class PgdlScore:
+    """score = min over conditioning sets of per_set[(a, b)] (a < b), each in [0, 1]; the leaderboard showed
+    100 × score (averaged over tasks)."""
+    score: float
+    per_set: dict[tuple[str, str], float]
+
+
+def pgdl_score(hps: Any, measure: Any, gap: Any) -> PgdlScore:
+    """The PGDL 2020 conditional-mutual-information score of `measure` as a predictor of `gap`.
+
+    Needs a complete grid, one model per combination, of at least three varied hyperparameters: with two,
+    every cell holds a single pair and H(V_gap) = 0 in each, so the score is 0/0.
+    """
+    where = "pgdl_score()"
+    measure, gap = paired_vectors(measure, gap, where)
+    names, codes = hp_codes(hps, len(measure), where, minimum_hps=3)
+    unique_rows(codes, where)
+    complete_grid(codes, where)
+    gap_sign = (gap[:, None] > gap[None, :]).ravel().astype(np.int64)
+    measure_sign = (measure[:, None] > measure[None, :]).ravel().astype(np.int64)
+    per_set = {}
+    for a, b in combinations(range(len(names)), 2):
+        counts = cell_tables(codes[:, a], codes[:, b], gap_sign, measure_sign)
+        per_set[(names[a], names[b])] = normalised_cmi(counts, where)
+    return PgdlScore(score=min(per_set.values()), per_set=per_set)
+
+
+def cell_tables(a: np.ndarray, b: np.ndarray, gap_sign: np.ndarray, measure_sign: np.ndarray) -> np.ndarray:
+    """counts[c, s, t]: the ordered pairs (i, j) in cell c = (a_i, a_j, b_i, b_j) with [g_i > g_j] = s and
+    [μ_i > μ_j] = t; shape (|V_a|²|V_b|², 2, 2)."""
+    size_a, size_b = a.max() + 1, b.max() + 1
+    cell = ((a[:, None] * size_a + a[None, :]) * size_b + b[:, None]) * size_b + b[None, :]
+    flat = cell.ravel() * 4 + gap_sign * 2 + measure_sign
+    return np.bincount(flat, minlength=int(size_a**2 * size_b**2) * 4).reshape(-1, 2, 2)
+
+
+def normalised_cmi(counts: np.ndarray, where: str) -> float:
+    """mean over cells of I(V_gap; V_measure) ÷ mean over cells of H(V_gap), in bits."""
+    joint = counts / counts.sum(axis=(1, 2), keepdims=True)
+    p_gap = joint.sum(axis=2, keepdims=True)
+    p_measure = joint.sum(axis=1, keepdims=True)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        terms = np.where(joint > 0, joint * np.log2(joint / (p_gap * p_measure)), 0.0)
+        gap_entropy = -np.where(p_gap > 0, p_gap * np.log2(p_gap), 0.0).sum(axis=(1, 2))
+    mean_entropy = gap_entropy.mean()
+    if mean_entropy == 0:
+        raise GapbenchError(f"The 'gap' parameter of {where} orders no pair of models within any conditioning "
+                            "cell (H(sign of gap difference) = 0 everywhere), so the normalised conditional "
+                            "mutual information is 0/0. Rank against a gap that varies across models.")
+    return float(terms.sum(axis=(1, 2)).mean() / mean_entropy)
