@@ -1,0 +1,172 @@
+"""Every (zoo model, quantity, split) value or failure, computed once and kept in the results store.
+
+Storage uses the store's existing schema (no migration, so every older store stays readable and older
+gapbench versions can still open a store this code wrote): one row of ``runs`` per evaluation, under the
+experiment name ``evaluate:<zoo>`` and a signature hashing what decides the value:
+
+    (quantity key, model id, split, delta)
+
+The quantity key is the quantity's name and kind and a digest of its code: for a built-in the gapbench
+version, for a user's function the bytes of its source file, so editing the file recomputes its values and
+nothing else. A value is stored as ``values = {'value': v, 'seconds': s}`` with status 'done'; a failure as
+status 'failed', failure 'deterministic' and ``reason`` = "<kind>: <message>" (kind one of
+gapbench.quantity.FAILURES, or 'not_applicable' for a quantity that raised GapbenchError to say it does not
+apply to this model: the convention of the registered measures and bounds).
+
+Splits: 'S' is the model's training set, 'Sprime' NK's mirrored S' (nk-hypersphere), 'test' its test set
+(the data a held-out bound is given).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .. import __version__, errors
+from ..plugins import safe_evaluate
+from ..progress import Ticker
+from ..quantity import DEFAULT_DELTA, Quantity
+from ..store import Store
+
+SPLITS = ("S", "Sprime", "test")
+NOT_APPLICABLE = "not_applicable"     # the quantity raised GapbenchError: it does not apply to this model
+
+
+@dataclass(frozen=True)
+class Value:
+    """One evaluation: `value` (None on failure), `failure` kind and `message`, the seconds it took."""
+
+    value: float | None
+    seconds: float
+    failure: str | None = None
+    message: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.failure is None
+
+    @property
+    def broken(self) -> bool:
+        """A failure that is the quantity's fault (not a model it declares it does not apply to)."""
+        return self.failure is not None and self.failure != NOT_APPLICABLE
+
+
+def code_digest(quantity: Quantity) -> str:
+    """What identifies the quantity's code: the gapbench version for a built-in, else its source file's
+    bytes (or its source text, or its origin when neither can be read)."""
+    if quantity.builtin:
+        return f"gapbench-{__version__}"
+    try:
+        source = Path(inspect.getsourcefile(quantity.fn)).read_bytes()
+    except (TypeError, OSError):
+        try:
+            source = inspect.getsource(quantity.fn).encode()
+        except (TypeError, OSError):
+            source = quantity.origin.encode()
+    return hashlib.sha256(source).hexdigest()[:16]
+
+
+def quantity_key(quantity: Quantity) -> dict[str, str]:
+    return {"name": quantity.name, "kind": quantity.kind, "origin": quantity.origin, "code": code_digest(quantity)}
+
+
+def experiment_name(zoo) -> str:
+    return f"evaluate:{zoo.name}"
+
+
+def _signature(key: dict[str, str], model_id: str, split: str, delta: float) -> str:
+    text = json.dumps({"quantity": key, "model": model_id, "split": split, "delta": delta}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
+def split_data(model, split: str):
+    """The data a quantity is evaluated on for `split` (see the module docstring)."""
+    if split == "S":
+        return model.data.train
+    if split == "test":
+        return model.data.test
+    mirrored = model.mirrored
+    if mirrored is None:
+        raise errors.GapbenchError(f"Model {model.id} of zoo '{model.zoo.name}' has no mirrored set S'; the "
+                                   f"S' test runs on the zoo 'nk-hypersphere'.")
+    return mirrored
+
+
+def default_split(quantity: Quantity) -> str:
+    """A held-out bound is evaluated on the test set (it bounds the error from points the model never saw);
+    every other quantity on the training set S."""
+    return "test" if quantity.meta.get("held_out") else "S"
+
+
+def _failure_kind(outcome) -> str:
+    failure = outcome.failure
+    if failure.kind == "raised" and isinstance(getattr(errors, failure.exception, None), type) \
+            and issubclass(getattr(errors, failure.exception), errors.GapbenchError):
+        return NOT_APPLICABLE
+    return failure.kind
+
+
+class ValueCache:
+    """Values of quantities on the models of one zoo: read from the store, computed (and stored) when absent.
+
+    `computed` and `reused` count evaluations since construction (a rerun computes nothing new)."""
+
+    def __init__(self, store: Store, zoo, delta: float = DEFAULT_DELTA):
+        self.store, self.zoo, self.delta = store, zoo, delta
+        self.experiment = experiment_name(zoo)
+        self._stored = {run.signature: run for run in store.runs(self.experiment)}
+        self.computed = 0
+        self.reused = 0
+
+    def values(self, quantity: Quantity, models, split: str, *, progress: bool = False) -> dict[str, Value]:
+        """{model id: Value} of `quantity` on `split` of each model."""
+        key = quantity_key(quantity)
+        out, todo = {}, []
+        for model in models:
+            sig = _signature(key, model.id, split, self.delta)
+            stored = self._stored.get(sig)
+            if stored is not None:
+                out[model.id] = _from_stored(stored)
+                self.reused += 1
+            else:
+                todo.append((model, sig))
+        if todo:
+            ticker = Ticker(len(todo), f"{quantity.name} on {self.zoo.name} ({split})", enabled=progress,
+                            leave=False)
+            try:
+                for model, sig in todo:
+                    ticker.begin(model.id[:12])
+                    out[model.id] = self._compute(quantity, key, model, split, sig)
+                    ticker.done(f"{model.id[:12]} ({ticker.item_seconds():.1f} s)")
+            finally:
+                ticker.close()
+        return out
+
+    def _compute(self, quantity: Quantity, key: dict[str, str], model, split: str, sig: str) -> Value:
+        data = split_data(model, split)
+        outcome = safe_evaluate(quantity, model.model(), data, model.init(), delta=self.delta)
+        config = {"quantity": key, "model": model.id, "split": split, "delta": self.delta, "zoo": self.zoo.name}
+        if outcome.ok:
+            value = Value(float(outcome.value), outcome.seconds)
+            self.store.record(self.experiment, sig, config, {"value": value.value, "seconds": value.seconds},
+                              status="done", seconds=value.seconds)
+        else:
+            value = Value(None, outcome.seconds, _failure_kind(outcome), outcome.failure.message)
+            self.store.record(self.experiment, sig, config, {"seconds": value.seconds}, status="failed",
+                              reason=f"{value.failure}: {value.message}", seconds=value.seconds,
+                              failure="deterministic")
+        self.computed += 1
+        self._stored[sig] = self.store.get(self.experiment, sig)
+        return value
+
+
+def _from_stored(run) -> Value:
+    seconds = float(run.values.get("seconds", run.seconds or 0.0))
+    if run.status == "done":
+        return Value(float(run.values["value"]), seconds)
+    kind, _, message = run.reason.partition(": ")
+    return Value(None, seconds, kind, message)
