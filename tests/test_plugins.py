@@ -339,6 +339,10 @@ def test_kind_from_annotation_forced_declared_and_the_first_return(tmp_path, mod
     assert safe_evaluate(f"{path}:nan_bound", model, data).failure.kind == "non_finite"
     with pytest.raises(GapbenchError, match=r"is a measure: it returns a float, not a Bound"):
         declared.bound(model, data)
+    with pytest.raises(GapbenchError, match=r"The 'delta' parameter of bound 'annotated' must be a float in "
+                                            r"\(0, 1\)\. Got 1\.5 instead"):
+        annotated(model, data, delta=1.5)
+    assert len({annotated, declared}) == 2                                  # hashable (a dict key)
 
 
 def test_builtins_evaluate_as_the_registry_does(model_and_data):

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .bounds.types import Bound
-from .errors import GapbenchError, check_choice, param_error
+from .errors import GapbenchError, check_choice, check_probability, param_error
 
 KINDS = ("measure", "bound")
 NEEDS = ("data", "init", "search")           # what a quantity may consume beyond the model
@@ -82,7 +82,7 @@ class Quantity:
     fn: Callable[..., Any]
     origin: str                                 # 'gapbench' | 'plugin <dist> <version>' | the import path
     needs: tuple[str, ...] | None = None        # from registration metadata; None: not declared
-    meta: Mapping[str, Any] = field(default_factory=dict)
+    meta: Mapping[str, Any] = field(default_factory=dict, hash=False)   # reference, higher_is_better, ...
     kind_from: str = "registered"               # registered | forced | annotation | signature (provisional)
     spec: str = ""                              # what resolve() was given (a Quantity pickles as it)
     builtin: bool = False                       # called through gapbench.measure() / gapbench.bound()
@@ -115,6 +115,7 @@ class Quantity:
             **params: Any) -> Evaluation:
         """Call the function and check its result (type, finiteness, delta); a bad result raises
         QuantityError with failure 'return_type' or 'non_finite'."""
+        check_probability(delta, "delta", f"{self.kind} '{self.name}'")
         return check_result(self, self._call(model, data, init, delta, params), delta)
 
     def _call(self, model: Any, data: Any, init: Any, delta: float, params: dict[str, Any]) -> Any:
