@@ -360,6 +360,7 @@ def data_list(data_dir):
 
 
 from . import cli_zoo  # noqa: E402,F401  (registers `gapbench zoo`; it uses the helpers above)
+from . import cli_evaluate  # noqa: E402,F401  (registers `gapbench evaluate`)
 
 if __name__ == "__main__":
     main()

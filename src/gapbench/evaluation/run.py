@@ -131,6 +131,24 @@ def _failures(zoo: str, split: str, values: dict) -> list[dict[str, str]]:
             for model_id, v in values.items() if not v.ok]
 
 
+def _assess_all(jobs: list[tuple[Quantity, dict]], caches: dict[str, ValueCache], progress: bool) -> list[Card]:
+    """assess() each (quantity, zoos), with one progress line (or bar step) per quantity."""
+    from ..progress import Ticker
+    ticker = Ticker(len(jobs), "evaluate", enabled=progress)
+    cards = []
+    try:
+        for quantity, zoos in jobs:
+            ticker.begin(quantity.name)
+            card = assess(quantity, zoos, caches, progress)
+            cards.append(card)
+            broken = sum(f["kind"] != "not_applicable" for f in card.failures)
+            ticker.done(f"{quantity.kind} {quantity.name}: {card.computed} computed, {card.reused} reused"
+                        f"{f', {broken} FAILED' if broken else ''} ({ticker.item_seconds():.1f} s)")
+    finally:
+        ticker.close()
+    return cards
+
+
 def score_value(card: Card, score: str, target: str = "gap") -> float | None:
     """The card's value of a score on the first ranking zoo ('seconds': its median seconds per model)."""
     ranking = card.tests.get("ranking")
@@ -193,8 +211,9 @@ def evaluate(specs: str | Sequence[str] = (), *, zoos: Sequence[str] = DEFAULT_Z
             keys = {(q.name, q.kind, q.origin) for q in registry}
             quantities = [q for q in quantities if (q.name, q.kind, q.origin) not in keys]
         # ranks need only the ranking zoos' values of the registry; --all needs every test of every quantity
-        registry_cards = [assess(q, loaded if all else ranking_zoos, caches, progress) for q in registry]
-        mine = [assess(q, loaded, caches, progress) for q in quantities]
+        jobs = [(q, loaded if all else ranking_zoos) for q in registry] + [(q, loaded) for q in quantities]
+        cards = _assess_all(jobs, caches, progress)
+        registry_cards, mine = cards[:len(registry)], cards[len(registry):]
         taken: set[str] = set()
         for quantity, card in zip(quantities, mine, strict=True):
             if rank:

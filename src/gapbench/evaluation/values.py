@@ -28,7 +28,7 @@ from typing import Any
 
 from .. import __version__, errors
 from ..plugins import safe_evaluate
-from ..progress import Ticker
+from ..progress import Ticker, interactive
 from ..quantity import DEFAULT_DELTA, Quantity
 from ..store import Store
 
@@ -135,8 +135,9 @@ class ValueCache:
             else:
                 todo.append((model, sig))
         if todo:
-            ticker = Ticker(len(todo), f"{quantity.name} on {self.zoo.name} ({split})", enabled=progress,
-                            leave=False)
+            # a bar per (quantity, zoo) on a terminal only: in a log, evaluate() writes one line per quantity
+            ticker = Ticker(len(todo), f"{quantity.name} on {self.zoo.name} ({split})",
+                            enabled=progress and interactive(), leave=False)
             try:
                 for model, sig in todo:
                     ticker.begin(model.id[:12])
