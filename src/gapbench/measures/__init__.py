@@ -14,7 +14,9 @@ device, deterministic for a given ``seed`` and never uses the global RNG. Per-la
 
 Modules: :mod:`.norms` (Frobenius, spectral, distance from init, counts), :mod:`.conv` (operator norms of
 conv layers), :mod:`.margins`, :mod:`.path_norms`, :mod:`.complexity` (Bartlett 2017, Neyshabur
-2018/2019), :mod:`.sharpness` (PAC-Bayes flatness), :mod:`.jiang` (Jiang et al. 2020's forms).
+2018/2019), :mod:`.sharpness` (PAC-Bayes flatness), :mod:`.jiang` (Jiang et al. 2020's forms). The whole
+registry on one model: :func:`evaluate_all` (quantities shared between measures computed once, :mod:`.shared`)
+and :func:`measure_costs` (seconds of each measure alone), in :mod:`.bulk`.
 """
 
 from __future__ import annotations
@@ -30,13 +32,14 @@ from ..errors import param_error, unknown_name
 from ..registry import Entry, check_params, keyword_params
 from . import complexity, jiang, margins, norms, path_norms, sharpness  # noqa: F401  (register the measures)
 from ._base import KINDS, MEASURES, resolve_init, where
+from .bulk import Evaluation, evaluate_all, measure_costs
 from .conv import conv_operator_norm_fft, conv_reshaped_spectral
 from .norms import PER_LAYER, per_layer_values
 from .sharpness import SharpnessResult, sharpness_search
 
-__all__ = ["KINDS", "MEASURES", "SharpnessResult", "accepted_params", "conv_operator_norm_fft",
-           "conv_reshaped_spectral", "list_measures", "measure", "per_example_margins", "per_layer",
-           "sharpness_search"]
+__all__ = ["KINDS", "MEASURES", "Evaluation", "SharpnessResult", "accepted_params", "conv_operator_norm_fft",
+           "conv_reshaped_spectral", "evaluate_all", "list_measures", "measure", "measure_costs",
+           "per_example_margins", "per_layer", "sharpness_search"]
 
 
 def list_measures() -> list[Entry]:

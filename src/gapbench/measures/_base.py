@@ -28,6 +28,7 @@ from torch import nn
 from ..errors import GapbenchError, param_error
 from ..layers import WeightLayer, weight_layers
 from ..registry import Registry
+from .shared import shared
 
 KINDS = ("norm", "margin", "sharpness", "path", "complexity", "count")
 MEASURES: Registry[Callable[..., float]] = Registry(
@@ -87,6 +88,7 @@ def input_shape_of(data: XY | None, input_shape: Any, caller: str) -> tuple[int,
     return None if data is None else tuple(data[0].shape[1:])
 
 
+@shared
 def layers_of(model: nn.Module, caller: str, input_shape: tuple[int, ...] | None = None) -> list[WeightLayer]:
     """The weight layers of `model` (BatchNorm folded in float64) with weights and biases in float64."""
     layers = weight_layers(double_copy(model), caller=caller, input_shape=input_shape)
@@ -94,6 +96,7 @@ def layers_of(model: nn.Module, caller: str, input_shape: tuple[int, ...] | None
                                 bias=None if layer.bias is None else layer.bias.double()) for layer in layers]
 
 
+@shared
 def paired_layers(model: nn.Module, other: nn.Module, caller: str,
                   input_shape: tuple[int, ...] | None = None) -> list[tuple[WeightLayer, WeightLayer]]:
     """Matching float64 weight layers (W_l, Z_l) of two models of one architecture."""
@@ -106,6 +109,13 @@ def paired_layers(model: nn.Module, other: nn.Module, caller: str,
                             f"architecture.")
     return [(m, dataclasses.replace(t, weight=t.weight.to(m.weight.device)))
             for m, t in zip(mine, theirs, strict=True)]
+
+
+@shared
+def weight_differences(model: nn.Module, other: nn.Module, caller: str,
+                       input_shape: tuple[int, ...] | None = None) -> list[torch.Tensor]:
+    """W_l − Z_l of every weight layer (float64, BatchNorm folded) of two models of one architecture."""
+    return [w.weight - z.weight for w, z in paired_layers(model, other, caller, input_shape)]
 
 
 def fc_layers(model: nn.Module, caller: str) -> list[WeightLayer]:

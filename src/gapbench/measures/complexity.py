@@ -46,7 +46,7 @@ from torch import nn
 from ..errors import GapbenchError, check_choice, check_positive_float, param_error
 from ..layers import WeightLayer
 from ._base import MEASURES, XY, fc_layers, input_bound, paired_layers, where
-from .conv import spectral_norms
+from .conv import layer_operator_norm
 from .margins import per_example_margins
 
 NORMALIZATIONS = (None, "gamma_sqrt_m")
@@ -75,7 +75,7 @@ def normalized(value: float, model: nn.Module, data: XY, normalize: str | None, 
 
 
 def _spec(layers: list[WeightLayer]) -> list[float]:
-    return [float(spectral_norms(layer.weight)) for layer in layers]
+    return [float(layer_operator_norm(layer)) for layer in layers]
 
 
 def _bartlett(name: str, model, data, init, axis: int, normalize, gamma) -> float:
@@ -178,5 +178,5 @@ def neyshabur2019_complexity(model: nn.Module, data: XY, init: nn.Module, *, nor
                           f"a net with {len(layers)} weight layers", "Use e.g. ModelConfig(depth=1).")
     (w1, z1), (w2, _) = paired_layers(model, init, caller)
     value = input_bound(data[0]) * float(w2.weight.norm()) * (float((w1.weight - z1.weight).norm())
-                                                                + float(spectral_norms(z1.weight)))
+                                                                + float(layer_operator_norm(z1)))
     return normalized(value, model, data, normalize, gamma, caller)

@@ -29,6 +29,7 @@ import torch
 
 from ..errors import GapbenchError, check_choice, check_positive_int, param_error
 from ..layers import WeightLayer
+from .shared import shared
 
 CONV_MODES = ("fft", "reshaped")
 METHODS = ("exact", "power")
@@ -76,6 +77,7 @@ def conv_reshaped_spectral(weight: torch.Tensor, *, method: str = "exact", iters
     return spectral_norms(weight.double().reshape(weight.shape[0], -1), method, iters, seed)
 
 
+@shared
 def layer_operator_norm(layer: WeightLayer, weight: torch.Tensor | None = None, *, conv: str = "fft",
                         method: str = "exact", iters: int = POWER_ITERS, seed: int = 0,
                         caller: str = "layer_operator_norm()") -> torch.Tensor:

@@ -38,7 +38,7 @@ import torch
 from torch import nn
 
 from ..errors import GapbenchError
-from ._base import MEASURES, XY, input_shape_of, layers_of, paired_layers, where
+from ._base import MEASURES, XY, input_shape_of, layers_of, paired_layers, weight_differences, where
 from .conv import check_norm_params, layer_operator_norm
 from .margins import order_statistic_quantile, per_example_margins
 from .path_norms import path_norms
@@ -73,9 +73,8 @@ class _Quantities:
 
     @cached_property
     def diffs(self) -> list[torch.Tensor]:
-        pairs = paired_layers(self.model, self.init, self.caller, input_shape_of(self.data, self.input_shape,
-                                                                                 self.caller))
-        return [w.weight - z.weight for w, z in pairs]
+        return weight_differences(self.model, self.init, self.caller,
+                                  input_shape_of(self.data, self.input_shape, self.caller))
 
     @cached_property
     def log_gamma(self) -> float:

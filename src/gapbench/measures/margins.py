@@ -26,8 +26,10 @@ from torch import nn
 from ..errors import check_probability
 from ..evaluate import margins
 from ._base import MEASURES, XY, check_finite_float, device_of, double_copy, where
+from .shared import shared
 
 
+@shared
 def per_example_margins(model: nn.Module, data: XY) -> torch.Tensor:
     """Γ_i for every example, float64, on the model's device (computed by a float64 copy in eval mode)."""
     x, y = data

@@ -30,7 +30,8 @@ from torch import nn
 
 from ..errors import check_positive_int
 from ..layers import WeightLayer, fold_batchnorm
-from ._base import MEASURES, XY, double_copy, input_shape_of, layers_of, paired_layers, resolve_init, where
+from ._base import (MEASURES, XY, double_copy, input_shape_of, layers_of, paired_layers, resolve_init,
+                    weight_differences, where)
 from .conv import POWER_ITERS, check_norm_params, layer_operator_norm
 
 NK = "Nagarajan & Kolter 2019, released experiments.py"
@@ -60,8 +61,8 @@ def _spectral(name: str, model: nn.Module, data: XY | None, conv: str, method: s
 
 def _differences(name: str, model: nn.Module, other: nn.Module, data: XY | None = None, input_shape=None):
     caller = where(name)
-    pairs = paired_layers(model, other, caller, input_shape_of(data, input_shape, caller))
-    return [w for w, _ in pairs], [w.weight - z.weight for w, z in pairs]
+    shape = input_shape_of(data, input_shape, caller)
+    return [w for w, _ in paired_layers(model, other, caller, shape)], weight_differences(model, other, caller, shape)
 
 
 @MEASURES.register("frobenius_product", kind="norm", needs_data=False, needs_init=False, higher_is_better=False,

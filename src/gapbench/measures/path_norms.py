@@ -26,8 +26,10 @@ from torch import nn
 
 from ..analysis.deep_paths import path_norms_per_output
 from ._base import MEASURES, XY, double_copy, input_shape_of, where
+from .shared import shared
 
 
+@shared
 def path_norms(model: nn.Module, p: float, data: XY | None = None, input_shape=None,
                caller: str = "path_norms()") -> torch.Tensor:
     """Per-output path norms (‖w̄_1‖_p, …, ‖w̄_K‖_p), float64 (K,)."""

@@ -47,6 +47,7 @@ from ..errors import check_positive_float, check_positive_int, check_probability
 from ..evaluate import EVAL_BATCH, margins_from_logits, zero_one_error
 from ..layers import fold_batchnorm
 from ._base import MEASURES, XY, device_of, double_copy, where
+from .shared import shared
 
 MAGNITUDE_EPS = 1e-3    # Jiang et al. 2020's ε of the magnitude-aware perturbation
 
@@ -102,6 +103,17 @@ def sharpness_search(model: nn.Module, data: XY, *, init: nn.Module | None = Non
     high = check_positive_float(std_high, "std_high", caller)
     if low >= high:
         raise param_error("std_high", caller, f"a float > std_low={low}", high)
+    std, base_error, err, saturated = _bisect(model, data, magnitude, target, n_samples, iters, low, high,
+                                              magnitude_eps, seed, caller)
+    kl = None if init is None else _kl(model, init, std, magnitude, magnitude_eps, caller)
+    return SharpnessResult(std=std, base_error=base_error, perturbed_error=err, saturated=saturated, kl=kl)
+
+
+@shared
+def _bisect(model: nn.Module, data: XY, magnitude: bool, target: float, n_samples: int, iters: int, low: float,
+            high: float, magnitude_eps: float, seed: int, caller: str) -> tuple[float, float, float, str]:
+    """The search of :func:`sharpness_search` on checked parameters: (std, base error, perturbed error,
+    saturated). One search serves every measure that needs it inside a sharing block."""
     net, base = _folded_params(model, caller)
     x, y = data[0].to(device=device_of(model), dtype=torch.float64), data[1].to(device_of(model))
     base_error = zero_one_error(net, x, y)       # batched like the perturbed passes
@@ -126,8 +138,7 @@ def sharpness_search(model: nn.Module, data: XY, *, init: nn.Module | None = Non
                 else:
                     log_high = mid
             std = math.exp(log_low)
-    kl = None if init is None else _kl(model, init, std, magnitude, magnitude_eps, caller)
-    return SharpnessResult(std=std, base_error=base_error, perturbed_error=err, saturated=saturated, kl=kl)
+    return std, base_error, err, saturated
 
 
 def _kl(model: nn.Module, init: nn.Module, std: float, magnitude: bool, magnitude_eps: float,
