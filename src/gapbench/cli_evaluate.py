@@ -31,9 +31,11 @@ FAILED_EXIT = 1
 @click.option("--build", is_flag=True, help="Build a zoo OUT lacks (with --preset, default quick).")
 @click.option("--no-rank", is_flag=True, help="Skip the rank among the registered quantities.")
 @click.option("--delta", default=0.05, show_default=True, type=float, help="δ at which bounds are evaluated.")
+@click.option("--pool", multiple=True, metavar="NAME",
+              help="Rank against (and with --all evaluate) only these registered quantities (repeatable).")
 @click.option("--json", "as_json", is_flag=True, help="Print the cards as JSON.")
 @click.option("--no-progress", is_flag=True, help="Hide progress bars.")
-def evaluate(specs, zoos, preset, out, all_, build, no_rank, delta, as_json, no_progress):
+def evaluate(specs, zoos, preset, out, all_, build, no_rank, delta, pool, as_json, no_progress):
     """Run measures or bounds through NK's m-test and S' test, validity, ranking and cost; write a report card
     per quantity (and with --all the leaderboard)."""
     from .evaluation import DEFAULT_ZOOS
@@ -43,7 +45,8 @@ def evaluate(specs, zoos, preset, out, all_, build, no_rank, delta, as_json, no_
                             "'module.path:function' or 'path/to/file.py:function', or --all.")
     with _faults(out):
         result = run(list(specs), zoos=list(zoos) or list(DEFAULT_ZOOS), out=out, preset=preset, all=all_,
-                     build=build, rank=not no_rank, delta=delta, progress=not no_progress)
+                     build=build, rank=not no_rank, delta=delta, pool=list(pool) or None,
+                     progress=not no_progress)
     if as_json:
         click.echo(json.dumps(result.as_dict(), indent=2, default=str))
     else:

@@ -35,6 +35,7 @@ from ..quantity import Quantity
 from .values import Value
 
 GROWS = "grows while the error falls"
+ROUNDING = 1e-9          # |slope| below this is a constant read through floating-point logs, not a trend
 
 
 def margin_applies(quantity: Quantity) -> bool:
@@ -88,9 +89,9 @@ def m_test(quantity: Quantity, models, values: dict[str, Value], gamma: float | 
     deciding = slope if slope_normalized is None else slope_normalized
     if len(m_axis) < 2 or math.isnan(deciding):
         verdict = "not computable: values at fewer than two training-set sizes"
-    elif not test_slope < 0:
+    elif not test_slope < -ROUNDING:
         verdict = f"inconclusive: the test error does not fall with m on this zoo (slope {test_slope:.3g})"
-    elif deciding > 0:
+    elif deciding > ROUNDING:
         verdict = GROWS
     else:
         verdict = "falls with the error"

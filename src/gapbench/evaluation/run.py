@@ -4,6 +4,9 @@ Which zoo feeds which test (``ROLES``): the m-test runs on ``nk-m-sweep``, the S
 ranking on every other zoo (``mnist-hparams``: a grid of hyperparameters), validity (bounds) and cost on
 every zoo given. NK's zoos include the models that hit max_epochs (their tests are about the trained models
 as they are; the card counts them); ranking uses only the models that met the stop rule, as Jiang et al. do.
+Cost is measured on the reference zoo (the first ranking zoo given, else the first zoo): the median seconds
+per model of the quantity computed on its own (a registered quantity prefetched with the others is timed
+alone on the zoo's first model), so every quantity's cost is comparable.
 """
 
 from __future__ import annotations
@@ -60,9 +63,13 @@ def registered() -> list[Quantity]:
 
 def resolve_specs(specs: Sequence[str]) -> tuple[list[Quantity], list[dict[str, str]]]:
     """Quantities of the specs; one whose code cannot be loaded (import error, wrong signature) is recorded,
-    not raised. An unknown name or a malformed spec is the caller's mistake and raises GapbenchError."""
+    not raised. An unknown name, a malformed spec or a missing file is the caller's mistake: GapbenchError."""
     quantities, unresolved = [], []
     for spec in specs:
+        target = spec.rpartition(":")[0]
+        if target.endswith(".py") and not Path(target).expanduser().is_file():     # a typo in the path
+            raise GapbenchError(f"The file '{target}' of '{spec}' does not exist. Give the path of a .py file, "
+                                f"relative to the current directory or absolute: 'path/to/file.py:function'.")
         try:
             quantities.append(resolve(spec))
         except QuantityError as err:
@@ -92,19 +99,19 @@ def assess(quantity: Quantity, zoos: dict, caches: dict[str, ValueCache], progre
     """The five tests of one quantity on the zoos given (module docstring); values come from the caches."""
     before = {name: (c.computed, c.reused) for name, c in caches.items()}
     tests: dict[str, Any] = {"validity": {}, "ranking": {}}
-    failures, all_values = [], []
+    failures, zoo_values = [], {}
     for name, zoo in zoos.items():
         cache = caches[name]
         nk = name in (M_ZOO, SPRIME_ZOO)
         models = zoo.models(include_capped=nk)
         values = cache.values(quantity, models, default_split(quantity), progress=progress)
         failures += _failures(name, "S" if default_split(quantity) == "S" else "test", values)
-        all_values += list(values.values())
+        zoo_values[name] = list(values.values())
         gamma = zoo.params.get("gamma")
         if name == M_ZOO:
             tests["m_test"] = m_test(quantity, models, values, gamma)
         elif name == SPRIME_ZOO:
-            on_sprime = cache.values(quantity, models, "Sprime", progress=progress)
+            on_sprime = cache.values(quantity, models, "Sprime", progress=progress)   # _splits() agrees
             failures += _failures(name, "Sprime", on_sprime)
             tests["sprime"] = sprime_test(quantity, models, values, on_sprime, gamma)
         else:
@@ -117,13 +124,23 @@ def assess(quantity: Quantity, zoos: dict, caches: dict[str, ValueCache], progre
         tests.setdefault(test, f"not run: add --zoo {zoo_name}")
     if not tests["ranking"]:
         tests["ranking"] = "not run: add --zoo mnist-hparams"
-    tests["cost"] = cost_test(quantity, all_values)
+    reference = next((n for n in zoos if n not in (M_ZOO, SPRIME_ZOO)), next(iter(zoos)))
+    alone = [v for v in zoo_values[reference] if not v.shared]
+    if not any(v.ok for v in alone) and any(v.ok for v in zoo_values[reference]):  # prefetched: time it alone
+        model = zoos[reference].models(include_capped=reference in (M_ZOO, SPRIME_ZOO))[0]
+        alone = list(caches[reference].values(quantity, [model], "S:alone").values())
+    tests["cost"] = cost_test(quantity, alone)
     card = Card({"name": quantity.name, "kind": quantity.kind, "origin": quantity.origin,
                  "spec": quantity.spec or quantity.name}, {n: zoo_info(z) for n, z in zoos.items()}, tests,
                 failures=failures)
     card.computed = sum(c.computed - before[n][0] for n, c in caches.items())
     card.reused = sum(c.reused - before[n][1] for n, c in caches.items())
     return card
+
+
+def _splits(quantity: Quantity, zoo: str) -> list[str]:
+    """The splits assess() evaluates `quantity` on for zoo `zoo`."""
+    return [default_split(quantity)] + (["Sprime"] if zoo == SPRIME_ZOO else [])
 
 
 def _failures(zoo: str, split: str, values: dict) -> list[dict[str, str]]:
@@ -150,12 +167,13 @@ def _assess_all(jobs: list[tuple[Quantity, dict]], caches: dict[str, ValueCache]
 
 
 def score_value(card: Card, score: str, target: str = "gap") -> float | None:
-    """The card's value of a score on the first ranking zoo ('seconds': its median seconds per model)."""
+    """The card's value of a score on the first ranking zoo ('seconds': the cost test's seconds per model)."""
+    if score == "seconds":
+        return card.tests["cost"].seconds_per_model
     ranking = card.tests.get("ranking")
     if not isinstance(ranking, dict) or not ranking:
         return None
-    first = next(iter(ranking.values()))
-    return first.seconds_per_model if score == "seconds" else first.scores[target][score]
+    return next(iter(ranking.values())).scores[target][score]
 
 
 def rank_against(card: Card, others: list[Card]) -> dict[str, Any]:
@@ -174,21 +192,25 @@ def rank_against(card: Card, others: list[Card]) -> dict[str, Any]:
 
 
 def card_directory(out: Path, quantity: Quantity, taken: set[str]) -> Path:
-    name = re.sub(r"[^0-9A-Za-z_.-]", "_", quantity.name)
-    if name in taken:
-        name = f"{name}.{quantity.kind}"
+    """OUT/evaluate/<name>; a name taken in this call gets its kind, then a number (name.kind.2, ...)."""
+    base = re.sub(r"[^0-9A-Za-z_.-]", "_", quantity.name)
+    candidates = [base, f"{base}.{quantity.kind}"] + [f"{base}.{quantity.kind}.{i}" for i in range(2, 10_000)]
+    name = next(c for c in candidates if c not in taken)
     taken.add(name)
     return Path(out) / OUTPUT / name
 
 
 def evaluate(specs: str | Sequence[str] = (), *, zoos: Sequence[str] = DEFAULT_ZOOS, out: str | Path = "results",
              preset: str | None = None, all: bool = False, build: bool = False, rank: bool = True,  # noqa: A002
-             delta: float = DEFAULT_DELTA, progress: bool = True) -> Evaluation:
+             delta: float = DEFAULT_DELTA, pool: Sequence[str] | None = None,
+             progress: bool = True) -> Evaluation:
     """Run the five tests on each quantity of `specs` (a name, 'module:function' or 'file.py:function', or
     a list of them) over the zoos built in `out`, and write OUT/evaluate/<name>/{report.html, card.json,
     figure.png}. `all`: every registered measure and bound as well, and OUT/evaluate/leaderboard.{html,csv}.
     `rank`: each card gives the quantity's rank among the registered ones (their values are computed once
-    and stored). `build`: build a zoo that OUT lacks (preset `preset`, default quick) instead of failing."""
+    and stored). `build`: build a zoo that OUT lacks (preset `preset`, default quick) instead of failing.
+    `pool`: the registered quantities to rank against and, with `all`, to evaluate (names, as resolve()
+    takes them; default: every registered measure and bound)."""
     import time
     from ..errors import check_probability
     start = time.perf_counter()
@@ -206,11 +228,15 @@ def evaluate(specs: str | Sequence[str] = (), *, zoos: Sequence[str] = DEFAULT_Z
         store = Store(out / STORE_NAME)
         caches = {name: ValueCache(store, zoo, delta) for name, zoo in loaded.items()}
         ranking_zoos = {n: z for n, z in loaded.items() if n not in (M_ZOO, SPRIME_ZOO)}
-        registry = registered() if (all or (rank and ranking_zoos)) else []
+        registry = ([resolve(name) for name in pool] if pool is not None else registered()) \
+            if (all or (rank and ranking_zoos)) else []
         if all:        # a spec that names a registered quantity is evaluated once, as a registered one
             keys = {(q.name, q.kind, q.origin) for q in registry}
             quantities = [q for q in quantities if (q.name, q.kind, q.origin) not in keys]
         # ranks need only the ranking zoos' values of the registry; --all needs every test of every quantity
+        for name, zoo in (loaded if all else ranking_zoos).items():
+            caches[name].prefetch(registry, zoo.models(include_capped=name in (M_ZOO, SPRIME_ZOO)),
+                                  lambda q, n=name: _splits(q, n), progress=progress)
         jobs = [(q, loaded if all else ranking_zoos) for q in registry] + [(q, loaded) for q in quantities]
         cards = _assess_all(jobs, caches, progress)
         registry_cards, mine = cards[:len(registry)], cards[len(registry):]

@@ -14,7 +14,7 @@ higher_is_better=True (a margin: larger predicts a smaller gap) is negated first
 "higher predicts a larger gap"; the PGDL score is unaffected by the sign. A score the zoo cannot support
 (too few varied hyperparameters, an incomplete grid) is None with the reason.
 
-**Cost**: seconds per model (median over the models evaluated) and what the quantity needs beyond the model
+**Cost**: seconds per model (median over the timings given: see gapbench.evaluation.run) and what the quantity needs beyond the model
 (data, the initialization, a search), from its registration (None: not declared).
 """
 
@@ -82,7 +82,6 @@ class RankingTest:
     scores: dict[str, dict[str, float | None]]
     reasons: dict[str, dict[str, str]]
     per_hp_psi: dict[str, float] = field(default_factory=dict)
-    seconds_per_model: float | None = None               # median over this zoo's models (the cost rank)
     measure: list[float] = field(default_factory=list)   # the figure's data: oriented measure and gap
     gap: list[float] = field(default_factory=list)
 
@@ -149,9 +148,8 @@ def ranking_test(quantity: Quantity, models, values: dict[str, Value], varied: l
         name = "Ψ" if psi is not None else "τ"
         verdict = (f"{'predicts' if lead > 0 else 'does not predict'} the gap's ranking ({name} = {lead:.3g}, "
                    f"τ = {tau:.3g} over {len(ok)} models)")
-    seconds = [values[m.id].seconds for m in ok]
     return RankingTest(verdict, sign < 0, len(models), len(models) - len(ok), scores, reasons, per_hp,
-                       float(np.median(seconds)) if seconds else None, measure, [m.gap for m in ok])
+                       measure, [m.gap for m in ok])
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,13 @@ gapbench.quantity.FAILURES, or 'not_applicable' for a quantity that raised Gapbe
 apply to this model: the convention of the registered measures and bounds).
 
 Splits: 'S' is the model's training set, 'Sprime' NK's mirrored S' (nk-hypersphere), 'test' its test set
-(the data a held-out bound is given).
+(the data a held-out bound is given); 'S:alone' is S again, for a timing of the quantity on its own.
+
+Many quantities on one model: :meth:`ValueCache.prefetch` computes them model by model inside
+:func:`gapbench.measures.shared.sharing`, so what the registered measures share (folded layers, operator
+norms, margins, the σ searches of the PAC-Bayes measures) is computed once per model. Such a value is stored
+with ``shared = 1``: its seconds are not what the quantity costs alone, so the cost test times it alone on
+one model ('S:alone').
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ from ..progress import Ticker, interactive
 from ..quantity import DEFAULT_DELTA, Quantity
 from ..store import Store
 
-SPLITS = ("S", "Sprime", "test")
+SPLITS = ("S", "Sprime", "test", "S:alone")
 NOT_APPLICABLE = "not_applicable"     # the quantity raised GapbenchError: it does not apply to this model
 
 
@@ -44,6 +50,7 @@ class Value:
     seconds: float
     failure: str | None = None
     message: str = ""
+    shared: bool = False              # computed with other quantities sharing intermediate results
 
     @property
     def ok(self) -> bool:
@@ -85,7 +92,7 @@ def _signature(key: dict[str, str], model_id: str, split: str, delta: float) -> 
 
 def split_data(model, split: str):
     """The data a quantity is evaluated on for `split` (see the module docstring)."""
-    if split == "S":
+    if split in ("S", "S:alone"):
         return model.data.train
     if split == "test":
         return model.data.test
@@ -147,17 +154,40 @@ class ValueCache:
                 ticker.close()
         return out
 
-    def _compute(self, quantity: Quantity, key: dict[str, str], model, split: str, sig: str) -> Value:
+    def prefetch(self, quantities: list[Quantity], models, splits_of, *, progress: bool = False) -> None:
+        """Compute and store every missing value of `quantities` on `models`, one model at a time with the
+        shared quantities computed once (module docstring); splits_of(quantity) -> the splits to compute."""
+        from ..measures.shared import sharing
+        keys = [(q, quantity_key(q)) for q in quantities]
+        todo = [(model, [(q, key, split, sig) for q, key in keys for split in splits_of(q)
+                         if (sig := _signature(key, model.id, split, self.delta)) not in self._stored])
+                for model in models]
+        todo = [(model, jobs) for model, jobs in todo if jobs]
+        ticker = Ticker(len(todo), f"registry on {self.zoo.name}", enabled=progress, leave=False)
+        try:
+            for model, jobs in todo:
+                ticker.begin(model.id[:12])
+                with sharing():
+                    for quantity, key, split, sig in jobs:
+                        self._compute(quantity, key, model, split, sig, shared=True)
+                ticker.done(f"{model.id[:12]}: {len(jobs)} values ({ticker.item_seconds():.1f} s)")
+        finally:
+            ticker.close()
+
+    def _compute(self, quantity: Quantity, key: dict[str, str], model, split: str, sig: str,
+                 shared: bool = False) -> Value:
         data = split_data(model, split)
         outcome = safe_evaluate(quantity, model.model(), data, model.init(), delta=self.delta)
         config = {"quantity": key, "model": model.id, "split": split, "delta": self.delta, "zoo": self.zoo.name}
+        flag = {"shared": 1.0} if shared else {}
         if outcome.ok:
-            value = Value(float(outcome.value), outcome.seconds)
-            self.store.record(self.experiment, sig, config, {"value": value.value, "seconds": value.seconds},
+            value = Value(float(outcome.value), outcome.seconds, shared=shared)
+            self.store.record(self.experiment, sig, config,
+                              {"value": value.value, "seconds": value.seconds, **flag},
                               status="done", seconds=value.seconds)
         else:
-            value = Value(None, outcome.seconds, _failure_kind(outcome), outcome.failure.message)
-            self.store.record(self.experiment, sig, config, {"seconds": value.seconds}, status="failed",
+            value = Value(None, outcome.seconds, _failure_kind(outcome), outcome.failure.message, shared)
+            self.store.record(self.experiment, sig, config, {"seconds": value.seconds, **flag}, status="failed",
                               reason=f"{value.failure}: {value.message}", seconds=value.seconds,
                               failure="deterministic")
         self.computed += 1
@@ -167,7 +197,8 @@ class ValueCache:
 
 def _from_stored(run) -> Value:
     seconds = float(run.values.get("seconds", run.seconds or 0.0))
+    shared = run.values.get("shared", 0.0) == 1.0
     if run.status == "done":
-        return Value(float(run.values["value"]), seconds)
+        return Value(float(run.values["value"]), seconds, shared=shared)
     kind, _, message = run.reason.partition(": ")
-    return Value(None, seconds, kind, message)
+    return Value(None, seconds, kind, message, shared)
