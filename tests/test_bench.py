@@ -9,6 +9,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+from gapbench import bench_measures
 from gapbench.bench import (
     FIGURES,
     TARGETS,
@@ -23,6 +24,7 @@ from gapbench.bench import (
     spread,
     stacked_pairs,
 )
+from gapbench.bench_measures import measures_pairs
 from gapbench.cli import main
 from gapbench.config import ModelConfig
 from gapbench.errors import GapbenchError
@@ -31,7 +33,8 @@ torch.set_num_threads(1)
 
 # A net and trials small enough that one benchmark runs in milliseconds once numba's kernel is cached.
 TINY = BenchSizes(net=ModelConfig(depth=2, width=32, bias=False), matmul_size=64, matmul_calls=3, mlp_batch=8,
-                  mlp_steps=2, batch1_steps=4, stacked_models=3, stacked_width=8, stacked_batch=4, stacked_steps=2)
+                  mlp_steps=2, batch1_steps=4, stacked_models=3, stacked_width=8, stacked_batch=4, stacked_steps=2,
+                  cost_depth=1, cost_width=8, cost_train=20, cost_epochs=2)
 TINY_PARAMS = 784 * 32 + 32 * 32 + 32 * 10  # bias-free 784-32-32-10, counted by hand
 
 
@@ -111,7 +114,7 @@ def test_targets_are_checked_on_the_median_at_the_boundary():
 
 
 def test_run_bench_with_a_constant_clock_gives_exact_figures_with_zero_spread():
-    result = run_bench(repeats=2, sizes=TINY, clock=ScriptedClock([1.0] * 14))
+    result = run_bench(repeats=2, sizes=TINY, clock=ScriptedClock([1.0] * 18))
     assert result["figures"]["batch1_speedup"] == {"label": "batch-1 speed-up", "unit": "x", "median": 1.0,
                                                    "q1": 1.0, "q3": 1.0, "iqr": 0.0, "min": 1.0, "max": 1.0,
                                                    "n": 2}
@@ -119,6 +122,7 @@ def test_run_bench_with_a_constant_clock_gives_exact_figures_with_zero_spread():
     assert result["net_params"] == TINY_PARAMS
     assert result["targets"]["batch1_speedup"] == {"target": ">= 4", "median": 1.0, "met": False}
     assert result["targets"]["spectral_s"]["met"] is True
+    assert result["targets"]["measures_ratio"] == {"target": "< 1", "median": 1.0, "met": False}
 
 
 def test_run_bench_smoke_real_clock():
@@ -133,6 +137,9 @@ def test_run_bench_smoke_real_clock():
     table = format_bench(result)
     assert "batch-1 speed-up (x)" in table and "2 interleaved pairs per ratio" in table
     assert table.count("met") == len(TARGETS)
+    costs = result["measure_costs"]
+    assert costs["computed"] == 47 and costs["n_train"] == 20 and result["notes"] == []
+    assert "measure costs (each alone; 47 measures computed" in table and "data/search" in table
 
 
 def test_repeats_must_be_a_positive_int():
@@ -142,6 +149,24 @@ def test_repeats_must_be_a_positive_int():
     result = CliRunner().invoke(main, ["bench", "--repeats", "0"])
     assert result.exit_code == 2 and "The 'repeats' parameter" in result.output
     assert "Traceback" not in result.output
+
+
+def test_measures_ratio_is_gapbench_seconds_over_the_peer_port_per_pair():
+    # peer (A) 4, 10 s; gapbench (B) 1, 2 s → ratios 0.25, 0.2
+    r = measures_pairs(TINY, 2, ScriptedClock([4, 1, 10, 2]))
+    np.testing.assert_allclose(r["measures_ratio"], [0.25, 0.2])
+    np.testing.assert_allclose(r["measures_peer_s"], [4, 10])
+    np.testing.assert_allclose(r["measures_gapbench_s"], [1, 2])
+
+
+def test_without_the_peer_port_the_entry_is_left_out_with_a_note(monkeypatch, tmp_path):
+    monkeypatch.setattr(bench_measures, "PEER_PORT", tmp_path / "peer_measures.py")
+    result = run_bench(repeats=1, sizes=TINY, clock=ScriptedClock([1.0] * 7))
+    assert "measures_ratio" not in result["figures"] and "measures_ratio" not in result["targets"]
+    assert result["measure_costs"] is None
+    assert result["notes"] == [f"measures_ratio left out: the peer port {tmp_path / 'peer_measures.py'} is not "
+                               f"there (it is in the repository's benchmarks/ folder, not in the installed package)"]
+    assert format_bench(result).endswith(f"note: {result['notes'][0]}")
 
 
 @pytest.mark.slow

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from gapbench.errors import GapbenchError
 from gapbench.ranking import granulated_psi, hoeffding_weight, kendall_tau, pgdl_score, robust_sign_error, validity
+from gapbench.ranking.bound_validity import significant
 
 sys.path.insert(0, str(Path(__file__).parent))
 import reference_ranking as ref  # noqa: E402
@@ -302,6 +303,30 @@ def test_validity_interval_matches_beta_quantiles_and_covers_the_rate(n, seed, c
     assert result.violations == int((bound < test_error).sum())
     assert (result.ci_low, result.ci_high) == pytest.approx(ref.clopper_pearson(result.violations, n, confidence))
     assert result.ci_low <= result.violation_rate <= result.ci_high
+
+
+def test_significant_violations_by_hand():
+    # n = 100 test points, N = 2 models, confidence 0.9: δ/N = 0.05. Model 0: 10 errors, bound 0.02; the
+    # one-sided lower limit is the 5 % quantile of Beta(10, 91) ≈ 0.0545 > 0.02: significant. Model 1: 10
+    # errors, bound 0.08 < 0.1 (a violation) but above 0.0545: not significant.
+    lower = ref.clopper_pearson(10, 100, 0.9)[0]             # its two-sided 90 % lower end = 5 % quantile
+    assert 0.05 < lower < 0.06
+    result = validity([0.02, 0.08], [0.1, 0.1], confidence=0.9, n_test=100)
+    assert result.violations == 2 and result.significant_violations == 1
+    assert validity([0.02, 0.08], [0.1, 0.1]).significant_violations is None
+    with pytest.raises(GapbenchError, match=r"'test_error' parameter of validity\(\) must be error counts over "
+                                            r"n_test = 100 points"):
+        validity([0.5], [0.1234], n_test=100)
+
+
+def test_significant_violations_of_valid_bounds_are_rare_by_monte_carlo():
+    # bounds equal to the true errors (valid, tight) of 20 models, 2 000 simulated test sets of 300 points:
+    # the fraction of test sets that flag any model must be ≤ δ = 0.1 (plus 3 sd of the estimate, 0.02).
+    rng = np.random.default_rng(7)
+    true_error = rng.uniform(0.01, 0.4, 20)
+    measured = rng.binomial(300, true_error, size=(2000, 20)) / 300
+    flagged = [significant(true_error, row, 300, 0.1, "validity()") > 0 for row in measured]   # validity's core
+    assert np.mean(flagged) <= 0.1 + 0.02
 
 
 def test_validity_without_violation_and_its_errors():

@@ -84,6 +84,13 @@ def test_capped_models_are_recorded_and_left_out_by_default(data_dir, tmp_path):
     assert [m.stop_reason for m in capped] == ["max_epochs"] * 2 and all(m.capped for m in capped)
 
 
+def test_diverged_models_are_counted_as_failed_and_never_included(data_dir, tmp_path):
+    zoo = build_zoo("mnist-hparams", "smoke", out=tmp_path, progress=False, data_dir=str(data_dir),
+                    overrides={**SMOKE, "max_epochs": "5", "lr": "1e30"})
+    assert zoo.counts()["failed"] == 4 and zoo.models(include_capped=True) == []
+    assert all(m.values["failed"] == 1.0 and "test_error" not in m.values for m in zoo.all_models)
+
+
 def test_export_import_gives_the_same_models_and_nothing_retrains(built, data_dir, tmp_path):
     export_zoo(built, tmp_path / "export")
     manifest = json.loads((tmp_path / "export" / "manifest.json").read_text())

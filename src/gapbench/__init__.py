@@ -42,6 +42,10 @@ _LAZY = {
     "evaluate": ("evaluation", "evaluate"),
     "save_checkpoint": ("checkpoint", "save"),
     "load_checkpoint": ("checkpoint", "load"),
+    "build_zoo": ("zoo", "build_zoo"),
+    "load_zoo": ("zoo", "load_zoo"),
+    "export_zoo": ("zoo", "export_zoo"),
+    "import_zoo": ("zoo", "import_zoo"),
 }
 
 

@@ -19,6 +19,10 @@ is a best-of. Each target is checked on the median. Inputs are seeded synthetic 
 - ``stacked32_speedup`` = A's seconds ÷ B's. A: 32 × 784-100-10 MLPs at batch 64 trained one after another
   with the plain path; B: the same 32 trained together as one stacked model; ``stacked_steps`` steps each.
   Target ≥ 2.5.
+- ``measures_ratio`` = gapbench's all-measures seconds ÷ the peer port's ``get_all_measures`` seconds on one
+  trained MLP, and each measure's cost alone: :mod:`gapbench.bench_measures`. Target < 1. Needs the
+  repository checkout (the port is in ``benchmarks/``, not in the package); without it the entry is left out
+  and ``notes`` says why.
 - ``spectral_s``: seconds for the exact spectral norms (``torch.linalg.matrix_norm(ord=2)``) of the six
   weight matrices of the net, R repetitions (no pair). Target < 2.
 
@@ -33,6 +37,9 @@ JSON (``gapbench bench --json``, the dict :func:`run_bench` returns)::
      "figures": {NAME: {"label": "MLP b128 MFU", "unit": "ratio", "median": 0.8, "q1": …, "q3": …,
                         "iqr": …, "min": …, "max": …, "n": 7}, …},   # one entry per FIGURES name
      "targets": {NAME: {"target": ">= 0.75", "median": 0.8, "met": true}, …},   # one per TARGETS name
+     "measure_costs": {"rows": [{"measure", "seconds", "needs_data", "needs_init", "needs_search", "value",
+                                 "skipped"}, …], "computed": 46, "alone_total_s": …, …},
+     "notes": [],             # entries left out, and why
      "bench_s": 63.2}         # wall-clock seconds of the whole run
 
 Quartiles are numpy's linear-interpolation percentiles of the R per-pair values (``n`` = R).
@@ -50,6 +57,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 
+from . import bench_measures
 from .config import ModelConfig, RunConfig, TrainConfig
 from .errors import check_positive_int
 from .models import build_model
@@ -61,7 +69,7 @@ from .train.stacked import StackedMLP
 Clock = Callable[[], float]  # seconds, monotonic (time.perf_counter); tests pass a scripted one
 
 TARGETS = {"mlp_b128_mfu": (">=", 0.75), "batch1_speedup": (">=", 4.0), "stacked32_speedup": (">=", 2.5),
-           "spectral_s": ("<", 2.0)}
+           "spectral_s": ("<", 2.0), "measures_ratio": ("<", 1.0)}
 FIGURES = {  # name: (label in the text table, unit); the order of the table
     "mlp_b128_mfu": ("MLP b128 MFU", "ratio"),
     "batch1_speedup": ("batch-1 speed-up", "x"),
@@ -76,6 +84,9 @@ FIGURES = {  # name: (label in the text table, unit); the order of the table
     "batch1_plain_hours_2m_steps": ("plain, 2 M steps", "h"),
     "stacked32_steps_per_s": ("stacked x32", "steps/s"),
     "stacked32_sequential_steps_per_s": ("x32 one after another", "steps/s"),
+    "measures_ratio": ("all measures: gapbench ÷ peer", "ratio"),
+    "measures_gapbench_s": ("all measures, gapbench", "s"),
+    "measures_peer_s": ("all measures, peer port", "s"),
 }
 NK_NET = ModelConfig(depth=5, width=1024, bias=False, init="glorot_uniform")  # NK 2019 fig. 1 net
 NK_STEPS = 2_000_000  # ≈ batch-1 steps of the nk2019-fig1 paper preset per pair of draws
@@ -96,10 +107,14 @@ class BenchSizes:
     stacked_width: int = 100    # hidden width of each 784-w-10 stacked model
     stacked_batch: int = 64
     stacked_steps: int = 20     # SGD steps per model per stacked trial
+    cost_depth: int = 2         # hidden layers of the MLP whose measures are timed (bench_measures)
+    cost_width: int = 64        # its hidden width
+    cost_train: int = 1000      # its training points (every measure on data passes over all of them)
+    cost_epochs: int = 25       # SGD epochs it is trained for (training error 0 on the 2-core CPU, ≈ 8 s)
 
 
 FULL = BenchSizes()
-QUICK = BenchSizes(matmul_calls=2, mlp_steps=3, batch1_steps=20, stacked_steps=3)
+QUICK = BenchSizes(matmul_calls=2, mlp_steps=3, batch1_steps=20, stacked_steps=3, cost_width=32, cost_train=500)
 DEFAULT_REPEATS = {False: 7, True: 3}  # pairs per ratio, by `quick`
 
 
@@ -214,9 +229,11 @@ def spectral_repeats(sizes: BenchSizes, repeats: int, clock: Clock = time.perf_c
 
 
 def check_targets(figures: dict[str, dict[str, float]]) -> dict[str, dict[str, object]]:
-    """Each TARGETS entry checked on the median of its figure."""
+    """Each TARGETS entry checked on the median of its figure (entries left out of the run are skipped)."""
     out = {}
     for name, (op, target) in TARGETS.items():
+        if name not in figures:
+            continue
         median = figures[name]["median"]
         out[name] = {"target": f"{op} {target:g}", "median": median,
                      "met": bool(median >= target if op == ">=" else median < target)}
@@ -233,7 +250,14 @@ def run_bench(quick: bool = False, repeats: int | None = None, progress: bool = 
     threads = os.cpu_count() or 1
     plan = [("MFU: matmul peak vs MLP batch 128", mfu_pairs), ("batch 1: plain vs fused", batch1_pairs),
             ("stacked: one after another vs together", stacked_pairs), ("spectral norms", spectral_repeats)]
+    notes: list[str] = []
+    if bench_measures.PEER_PORT.is_file():
+        plan.append(("all measures: peer port vs gapbench", bench_measures.measures_pairs))
+    else:
+        notes.append(f"measures_ratio left out: the peer port {bench_measures.PEER_PORT} is not there (it is in "
+                     f"the repository's benchmarks/ folder, not in the installed package)")
     per_trial: dict[str, np.ndarray] = {}
+    costs = None
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     start = time.perf_counter()
@@ -242,15 +266,20 @@ def run_bench(quick: bool = False, repeats: int | None = None, progress: bool = 
             if progress:
                 print(f"bench: {name}, {repeats} rounds ...", flush=True)
             per_trial.update(benchmark(sizes, repeats, clock))
+        if not notes:
+            if progress:
+                print("bench: each measure alone, once ...", flush=True)
+            costs = bench_measures.cost_table(sizes)
     finally:
         torch.set_num_threads(previous)
     figures = {name: {"label": FIGURES[name][0], "unit": FIGURES[name][1], **spread(per_trial[name])}
-               for name in FIGURES}
+               for name in FIGURES if name in per_trial}
     net_params = _num_params(build_model(sizes.net, MNIST_SHAPE, CLASSES))
     return {"quick": bool(quick), "repeats": repeats, "threads": threads, "torch": torch.__version__,
             "machine": platform.machine(), "processor": platform.processor(),
             "sizes": dataclasses.asdict(sizes), "net_params": net_params,
-            "figures": figures, "targets": check_targets(figures), "bench_s": time.perf_counter() - start}
+            "figures": figures, "targets": check_targets(figures), "measure_costs": costs, "notes": notes,
+            "bench_s": time.perf_counter() - start}
 
 
 def _num(value: float) -> str:
@@ -275,4 +304,7 @@ def format_bench(result: dict[str, object]) -> str:
     lines = [head] + ["  " + row[0].ljust(widths[0]) + "".join(f"  {c.rjust(w)}" for c, w in
                                                                 zip(row[1:4], widths[1:], strict=True))
                       + f"  {row[4]}" for row in rows]
+    if result.get("measure_costs"):
+        lines.append(bench_measures.format_costs(result["measure_costs"]))
+    lines += [f"note: {note}" for note in result.get("notes", [])]
     return "\n".join(line.rstrip() for line in lines)

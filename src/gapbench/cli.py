@@ -236,7 +236,8 @@ def export(experiment, csv_path, preset, sets, out):
               help="Instead: the Ray backend's overhead per job against the local pool (4 jobs of 5 s, 2 workers).")
 @ray_address_option
 def bench(as_json, quick, repeats, ray_bench, ray_address):
-    """Training-throughput benchmark: MFU, batch-1 and stacked speed-ups, spectral norms (medians of pairs)."""
+    """Throughput benchmark: MFU, batch-1 and stacked speed-ups, spectral norms, all measures vs the peer's
+    get_all_measures with each measure's cost (medians of pairs)."""
     if ray_bench:
         from .bench_ray import format_ray_bench, run_ray_bench
         size = {"jobs": 2, "job_seconds": 2.0} if quick else {}

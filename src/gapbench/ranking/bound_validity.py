@@ -7,6 +7,13 @@ zoo's models, reported with its exact (Clopper–Pearson) two-sided interval at 
 (scipy.stats.binomtest(...).proportion_ci(method="exact")). The interval is about the zoo's sampling of
 models; the test error of each model is taken as measured.
 
+With the test-set size n_test, a violation is also tested against the test set's noise: model i is a
+*significant* violation when its bound lies below L_i, the one-sided lower Clopper–Pearson limit of its true
+error at level δ/N, L_i = Beta(δ/N; k_i, n_test − k_i + 1) for k_i = n_test · test_error_i errors (L_i = 0
+when k_i = 0), δ = 1 − confidence. Guarantee: if every bound holds for its model's true error e_i, a model
+is flagged only when L_i > e_i, which has probability ≤ δ/N per model; by the union bound over the N models
+the chance that any model is flagged is ≤ δ.
+
 References:
     Clopper, Pearson. The use of confidence or fiducial limits illustrated in the case of the binomial.
     Biometrika 26(4), 1934.
@@ -18,9 +25,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy.stats import binomtest
+from scipy.stats import beta, binomtest
 
-from ..errors import check_probability, param_error
+from ..errors import check_positive_int, check_probability, param_error
 from ._inputs import finite_vector
 
 
@@ -29,7 +36,8 @@ class Validity:
     """n_models: N; violations: k, the models with bound < test error; violation_rate = k / N and its
     Clopper–Pearson interval [ci_low, ci_high] at `confidence`; largest_violation: max(test error − bound)
     over violating models (0 without one); vacuity: fraction of models with bound ≥ 1; median_tightness:
-    median of bound − test error (+inf when more than half the bounds are infinite)."""
+    median of bound − test error (+inf when more than half the bounds are infinite); significant_violations:
+    the models whose bound is below the lower confidence limit of their true error (None without n_test)."""
     n_models: int
     violations: int
     violation_rate: float
@@ -39,10 +47,12 @@ class Validity:
     largest_violation: float
     vacuity: float
     median_tightness: float
+    significant_violations: int | None = None
 
 
-def validity(bound: Any, test_error: Any, confidence: float = 0.95) -> Validity:
-    """Validity statistics of `bound` (one value per model, +inf allowed) against `test_error` (in [0, 1])."""
+def validity(bound: Any, test_error: Any, confidence: float = 0.95, n_test: int | None = None) -> Validity:
+    """Validity statistics of `bound` (one value per model, +inf allowed) against `test_error` (in [0, 1]),
+    measured on n_test points per model when given (see the module docstring)."""
     where = "validity()"
     confidence = check_probability(confidence, "confidence", where)
     bound_arr = np.asarray(bound, dtype=float)
@@ -63,4 +73,19 @@ def validity(bound: Any, test_error: Any, confidence: float = 0.95) -> Validity:
                     ci_high=float(interval.high), confidence=confidence,
                     largest_violation=float(excess.max()) if k else 0.0,
                     vacuity=float((bound_arr >= 1).mean()),
-                    median_tightness=float(np.median(bound_arr - test_error)))
+                    median_tightness=float(np.median(bound_arr - test_error)),
+                    significant_violations=None if n_test is None else
+                    significant(bound_arr, test_error, n_test, 1 - confidence, where))
+
+
+def significant(bound: np.ndarray, test_error: np.ndarray, n_test: Any, delta: float, where: str) -> int:
+    """The number of models whose bound is below the level-δ/N lower Clopper–Pearson limit of their error."""
+    n_test = check_positive_int(n_test, "n_test", where)
+    errors = test_error * n_test
+    if not np.allclose(errors, np.round(errors), rtol=0, atol=1e-6):
+        raise param_error("test_error", where, f"error counts over n_test = {n_test} points (multiples of "
+                          f"1/{n_test})", float(test_error[np.argmax(np.abs(errors - np.round(errors)))]),
+                          "Pass the test-set size the errors were measured on.")
+    k = np.round(errors)
+    lower = np.where(k > 0, beta.ppf(delta / len(bound), np.maximum(k, 1), n_test - k + 1), 0.0)
+    return int((bound < lower).sum())

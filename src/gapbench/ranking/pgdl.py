@@ -4,33 +4,36 @@ conditioning sets.
 
 The semantics are those of the competition's public scoring program (the Codalab starting kit of
 "Predicting Generalization in Deep Learning", NeurIPS 2020; Yiding Jiang, July–October 2020). The dataset
-release, google-research/google-research ``pgdl/README.md``, points to that kit; copies of the organisers'
-file are public, e.g. cadurosar/pgdl @ 1a012efd and samiul272/pgdl_proposal @ f4a27e74,
-``scoring_program/mutual_information.py`` and ``scoring_program/score.py``. What is ported:
+release, google-research/google-research ``pgdl/README.md``, points to that kit on Codalab and does not
+hold it; the organisers' files are copied verbatim in a participant's repository, cadurosar/pgdl at commit
+14452c11 ("Add starting_kit code"), ``scoring_program/mutual_information.py`` (MI) and
+``scoring_program/score.py`` (SC), ``metric.txt`` = ``mutual_information``. What is ported:
 
-- **Pairs** (``build_mi_table``, the double loop over ``model_specs``, lines 82–92 of the cadurosar copy):
-  every *ordered* pair (i, j) of models, i = j included, with no filter on which hyperparameters differ.
-- **Signs and ties** (lines 85–88): V_gap = [g_i > g_j], V_measure = [μ_i > μ_j], strict '>': a tie, and
-  every self-pair, counts as "−".
-- **Conditioning** (``conditional_mutual_information``, the loop over ``h1``, ``h2`` with ``h1 != h2``):
-  sets of exactly two distinct hyperparameters {a, b} (ordered pairs, each set visited twice with the same
-  result); the empty set and singletons are never used (``mi_empty_conditioning_set_table`` is dead code). A
-  pair falls in the cell (a_i, a_j, b_i, b_j) (``make_key_from_models``): the values of both models, in order.
-- **Score per set** (``total_mi_from_table``): the plain mean over the Π|V_h|² cells of the mutual information
-  I(V_gap; V_measure) within the cell, divided by the plain mean over cells of the entropy H(V_gap) within
-  the cell (a ratio of means; the cells are not weighted by their number of pairs). Base 2 (``np.log2``);
-  the base cancels in the ratio.
-- **Score** = the minimum over conditioning sets. ``score.py`` averages it over tasks and multiplies by 100
-  for the leaderboard (``task_average_score *= 100.0``): :class:`PgdlScore` holds the fraction in [0, 1].
-- **Grid** (``score.py``, ``check_data_validity``): the program refuses data that is not a complete grid with
+- **Pairs** (MI 82–92, ``build_mi_table``'s double loop over ``model_specs``): every *ordered* pair (i, j)
+  of models, i = j included, with no filter on which hyperparameters differ.
+- **Signs and ties** (MI 85–88): V_gap = [g_i > g_j], V_measure = [μ_i > μ_j], strict '>': a tie, and every
+  self-pair, counts as "−".
+- **Conditioning** (MI 141–170, ``conditional_mutual_information``; the loop at 162–169 skips h1 == h2):
+  sets of exactly two distinct hyperparameters {a, b} (ordered, so each set is visited twice with the same
+  result); the empty set and singletons are never used (``mi_empty_conditioning_set_table``, MI 49–63, is
+  unreachable). A pair falls in the cell (a_i, a_j, b_i, b_j) (MI 42–46, ``make_key_from_models``): both
+  models' values, in order; there are Π|V_h|² cells (MI 69–75).
+- **Score per set** (MI 126–138, ``total_mi_from_table``; MI 108–123, ``mi_from_table``): the plain mean
+  over cells of the mutual information I(V_gap; V_measure) within the cell, divided by the plain mean over
+  cells of the entropy H(V_gap) within the cell (a ratio of means; cells are not weighted by their number
+  of pairs). Base 2 (``np.log2``); the base cancels in the ratio.
+- **Score** = the minimum over conditioning sets (MI 169). SC 222 (``task_average_score *= 100.0``) averages
+  it over tasks and multiplies by 100 for the leaderboard: :class:`PgdlScore` holds the fraction in [0, 1].
+- **Grid** (SC 70–100, ``check_data_validity``): the program refuses data that is not a complete grid with
   exactly one model per combination; so does :func:`pgdl_score`. On such a grid every cell holds
   (N / (|V_a||V_b|))² pairs, none is empty, and the plain and pair-weighted means agree.
 
-Two deliberate differences, neither of which changes a score on valid input: the program's entropy adds
-1e-12 inside the log (``np.log2(p + 1e-12)``) where we use 0·log 0 = 0 (a relative difference below 1e-11),
-and its cell keys are concatenated strings (``str(v) + str(w)``), which can collide for values such as 1, 11
-and 111 where we use the values themselves. The program's ``gen_gap`` is ``train_acc − test_acc``; here the
-caller passes the gap (or the test error) directly.
+Two deliberate differences: the program's entropy (MI 100–106) adds 1e-12 inside the log
+(``np.log2(p + 1e-12)``, MI 103) where we use 0·log 0 = 0 (a relative difference of order 1e-12); and its
+cell keys are concatenated strings (``str(v) + str(w)``, MI 29–30 and 45), which merge distinct cells when
+values collide (1 and 11 with 11 and 1: "111" twice), where we key cells by the values themselves. The
+program's ``gen_gap`` is ``train_acc − test_acc`` (MI 154); here the caller passes the gap (or the test
+error) directly.
 
 References:
     Jiang, Foret, Yak, Roy, Mobahi, Dziugaite, Bengio, Gunasekar, Guyon, Neyshabur. NeurIPS 2020 Competition:

@@ -46,8 +46,8 @@ from __future__ import annotations
 from . import mnist_hparams, nk  # noqa: F401  (register the zoos)
 from .base import ZOOS, Member, ZooDef, register
 from .build import build_zoo, load_zoo
-from .models import Zoo, ZooModel
 from .transfer import export_zoo, import_zoo
+from .types import Zoo, ZooModel
 
 __all__ = ["ZOOS", "Member", "Zoo", "ZooDef", "ZooModel", "build_zoo", "export_zoo", "import_zoo", "load_zoo",
            "register"]

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import ConfigError
+from ..errors import ConfigError, unknown_name
 from ..experiments.base import coerce
 from ..experiments.params import Param
 from ..registry import Registry
@@ -61,7 +61,6 @@ class ZooDef:
     def params(self, preset: str, overrides: Mapping[str, str] | None = None) -> dict[str, Any]:
         """The preset's parameters with `--set key=value` overrides applied and type-checked."""
         if preset not in self.presets:
-            from ..errors import unknown_name
             raise unknown_name("preset", preset, self.presets, where=f" for zoo '{self.name}'")
         params = dict(self.presets[preset])
         for key, raw in (overrides or {}).items():

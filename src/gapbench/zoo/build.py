@@ -24,7 +24,7 @@ from ..provenance import provenance as code_provenance
 from ..store import Store
 from ..sweep import Job, run_sweep
 from .base import ZOOS, ZooDef
-from .models import Zoo, ZooModel
+from .types import Zoo, ZooModel
 
 RECORDS = "zoos"            # OUT/zoos/<name>/<preset>.json
 
@@ -107,7 +107,8 @@ def built_records(out: Path, name: str) -> dict[str, dict[str, Any]]:
             record = json.loads(path.read_text())
         except (OSError, ValueError) as exc:
             raise GapbenchError(f"The zoo build record '{path}' cannot be read ({exc}). Delete it and build the "
-                                f"zoo again (gapbench zoo build {name} --out {out}); stored models are reused.") from None
+                                f"zoo again (gapbench zoo build {name} --out {out}); stored models are "
+                                f"reused.") from None
         records[record["preset"]] = record
     return records
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from ..config import RunConfig, from_dict, to_dict
 from ..experiments import get
-from ..experiments.jobs import _draw_b      # the one definition of a pair's draw b
+from ..experiments.jobs import _draw_b  # the one definition of a pair's draw b
 from .base import Member, ZooDef, register, stop_reason
 
 PAIR_SUFFIX = "_b"          # experiments.jobs.train_pair: draw b's values carry this suffix

@@ -35,7 +35,7 @@ from ..provenance import provenance
 from ..store import Store
 from .base import ZOOS
 from .build import jobs_of, load_zoo, write_record
-from .models import Zoo
+from .types import Zoo
 
 FORMAT = "gapbench-zoo"
 MANIFEST_VERSION = 1
