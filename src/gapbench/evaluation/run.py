@@ -117,7 +117,9 @@ def assess(quantity: Quantity, zoos: dict, caches: dict[str, ValueCache], progre
         else:
             tests["ranking"][name] = ranking_test(quantity, models, values, zoo.varied, zoo.params.get("n_test"))
         if quantity.kind == "bound":
-            tests["validity"][name] = validity_test(models, values, cache.delta)
+            n_test = zoo.params.get("n_test")
+            tests["validity"][name] = validity_test(models, values, cache.delta,
+                                                    n_test if isinstance(n_test, int) else None)
     if quantity.kind != "bound":
         tests["validity"] = "not applicable: a measure is not a bound (validity is for bounds)"
     for test, zoo_name in (("m_test", M_ZOO), ("sprime", SPRIME_ZOO)):

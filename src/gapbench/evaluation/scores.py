@@ -48,27 +48,32 @@ class ValidityTest:
     largest_violation: float
     vacuity: float
     median_tightness: float
+    significant_violations: int | None          # bound below the level-δ/N lower CP limit of the true error
     bound: list[float]                 # the figure's data: bound and test error per model
     test_error: list[float]
 
 
-def validity_test(models, values: dict[str, Value], delta: float) -> ValidityTest | str:
-    """Validity of a bound over `models` (those where it has a value); a string when none has one."""
+def validity_test(models, values: dict[str, Value], delta: float, n_test: int | None = None) -> ValidityTest | str:
+    """Validity of a bound over `models` (those where it has a value); a string when none has one. With the
+    test-set size `n_test`, the violations that the test set's noise cannot explain are counted too
+    (gapbench.ranking.validity, at 95 %)."""
     ok = [m for m in models if values[m.id].ok]
     if not ok:
         return "not computable: the bound has no value on any model"
     bound = [values[m.id].value for m in ok]
     test = [m.test_error for m in ok]
-    v = validity(bound, test)
+    v = validity(bound, test, n_test=n_test)
+    noise = ("" if v.significant_violations is None else
+             f"; {v.significant_violations} beyond the test set's noise")
     if v.ci_low > delta:
         verdict = (f"INVALID: {v.violations} of {v.n_models} models violate it, more than δ = {delta:g} allows "
-                   f"(Clopper–Pearson interval [{v.ci_low:.3g}, {v.ci_high:.3g}])")
+                   f"(Clopper–Pearson interval [{v.ci_low:.3g}, {v.ci_high:.3g}]{noise})")
     elif v.violations == 0:
         verdict = f"valid on every model ({v.n_models})"
     else:
-        verdict = f"violations within δ = {delta:g} ({v.violations} of {v.n_models})"
+        verdict = f"violations within δ = {delta:g} ({v.violations} of {v.n_models}{noise})"
     return ValidityTest(verdict, delta, v.n_models, v.violations, v.violation_rate, v.ci_low, v.ci_high,
-                        v.largest_violation, v.vacuity, v.median_tightness, bound, test)
+                        v.largest_violation, v.vacuity, v.median_tightness, v.significant_violations, bound, test)
 
 
 @dataclass(frozen=True)
