@@ -107,8 +107,9 @@ def zoo_difference(zoos: dict) -> str:
     for name, zoo in zoos.items():
         if name in ("nk-m-sweep", "nk-hypersphere"):
             continue
-        parts.append(f"'{name}' ({zoo.preset} preset): {len(zoo)} models on {', '.join(zoo.provenance.get('datasets', []))}, "
-                     f"varying {', '.join(zoo.varied)}")
+        datasets = ", ".join(zoo.provenance.get("datasets", []))
+        parts.append(f"'{name}' ({zoo.preset} preset): {len(zoo)} models on {datasets}, varying "
+                     f"{', '.join(zoo.varied)}")
     ours = "; ".join(parts) or "no ranking zoo"
     return (f"How our zoo differs: {ours}. {JIANG} ranked over 10,000 convolutional networks (NiN-style) on "
             f"CIFAR-10 and SVHN trained to cross-entropy 0.01; {DZIUGAITE} coupled networks on the same kind of "

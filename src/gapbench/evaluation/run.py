@@ -12,12 +12,13 @@ alone on the zoo's first model), so every quantity's cost is comparable.
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import GapbenchError, param_error
+from ..errors import GapbenchError, check_probability, param_error
 from ..experiments.execute import STORE_NAME
 from ..outdir import locked
 from ..plugins import resolve
@@ -213,8 +214,6 @@ def evaluate(specs: str | Sequence[str] = (), *, zoos: Sequence[str] = DEFAULT_Z
     and stored). `build`: build a zoo that OUT lacks (preset `preset`, default quick) instead of failing.
     `pool`: the registered quantities to rank against and, with `all`, to evaluate (names, as resolve()
     takes them; default: every registered measure and bound)."""
-    import time
-    from ..errors import check_probability
     start = time.perf_counter()
     specs = [specs] if isinstance(specs, str) else list(specs)
     if not specs and not all:

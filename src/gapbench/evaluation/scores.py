@@ -14,8 +14,9 @@ higher_is_better=True (a margin: larger predicts a smaller gap) is negated first
 "higher predicts a larger gap"; the PGDL score is unaffected by the sign. A score the zoo cannot support
 (too few varied hyperparameters, an incomplete grid) is None with the reason.
 
-**Cost**: seconds per model (median over the timings given: see gapbench.evaluation.run) and what the quantity needs beyond the model
-(data, the initialization, a search), from its registration (None: not declared).
+**Cost**: seconds per model (median over the timings given: see gapbench.evaluation.run) and what the
+quantity needs beyond the model (data, the initialization, a search), from its registration (None: not
+declared).
 """
 
 from __future__ import annotations

@@ -30,7 +30,6 @@ import inspect
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from .. import __version__, errors
 from ..plugins import safe_evaluate
