@@ -91,7 +91,7 @@ def test_a_users_bound_in_a_file_goes_through_all_five_tests_from_python(out, us
 
 
 def test_the_m_test_and_s_prime_test_agree_with_values_recomputed_here(out, user_bound, zoo_out):
-    from gapbench.evaluate import zero_one_error
+    from gapbench.inference import zero_one_error
     from gapbench.zoo import load_zoo
     card = gb.evaluate(user_bound, zoos=ZOOS, out=out, rank=False, progress=False).cards[0]
     bound = gb.resolve(user_bound)

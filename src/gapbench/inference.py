@@ -4,16 +4,12 @@ Margin convention (SPEC §3): Γ(f(x), y) = f(x)_y − max_{j≠y} f(x)_j. A poi
 (a tie counts as an error) and counts in the margin loss L̂_γ when Γ ≤ γ.
 All functions run under ``torch.inference_mode()`` in big batches, never change the model's train/eval mode
 permanently, and return tensors on the model's device.
-
-Calling the module, ``gb.evaluate(spec, zoos=..., out=...)``, runs the bench of gapbench.evaluation (see
-:class:`_CallableModule` at the end: the package attribute ``evaluate`` is this module once it is imported).
+(This module was gapbench.evaluate; ``gb.evaluate`` is now the bench of gapbench.evaluation.)
 """
 
 from __future__ import annotations
 
 import contextlib
-import sys
-import types
 
 import torch
 from torch import nn
@@ -54,15 +50,3 @@ def zero_one_error(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     """Fraction of points with margin ≤ 0 (ties are errors)."""
     return float((margins(model, x, y) <= 0).double().mean())
 
-
-class _CallableModule(types.ModuleType):
-    """``gb.evaluate(...)`` is the bench (:func:`gapbench.evaluation.evaluate`). Importing this module binds the
-    name ``gapbench.evaluate`` to the module itself (Python sets a submodule as its package's attribute), so
-    the module forwards calls to the bench and both uses keep working."""
-
-    def __call__(self, *args, **kwargs):
-        from .evaluation import evaluate
-        return evaluate(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
