@@ -73,7 +73,7 @@ def cost_model(depth: int, width: int, n_train: int, epochs: int, seed: int = 0
     model = build_model(cfg.model, IMAGE_SHAPE, CLASSES)
     init = build_model(cfg.model, IMAGE_SHAPE, CLASSES)
     engine = PlainEngine(model, cfg, get_loss("softmax_ce"))
-    for epoch in range(epochs):
+    for _ in range(epochs):
         engine.epoch(x, y, torch.randperm(n_train, generator=gen))
     return model.eval(), init.eval(), (x, y)
 
@@ -82,7 +82,7 @@ def measures_pairs(sizes, repeats: int, clock: Callable[[], float] = time.perf_c
                    ) -> dict[str, np.ndarray]:
     """Per pair: seconds of the peer port's get_all_measures (A) and of gapbench's evaluate_all (B) on the
     same trained model; the ratio is B ÷ A. Also the gapbench measure count and each measure's cost alone."""
-    from .bench import interleaved   # bench imports this module
+    from .bench import interleaved  # bench imports this module
     peer = load_peer_port()
     model, init, (x, y) = cost_model(sizes.cost_depth, sizes.cost_width, sizes.cost_train, sizes.cost_epochs)
     peer_model = peer.PeerModel(model, IMAGE_SHAPE, CLASSES)

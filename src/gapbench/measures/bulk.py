@@ -72,7 +72,7 @@ def plan(data_given: bool, init_given: bool) -> tuple[list[str], dict[str, str]]
 
 
 def _call(name: str, model: nn.Module, xy, init) -> float:
-    from . import measure   # the validated entry point (imported here: this module is imported by it)
+    from . import measure  # the validated entry point (imported here: this module is imported by it)
     return measure(name, model, xy, init=init)
 
 

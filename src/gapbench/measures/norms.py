@@ -30,8 +30,17 @@ from torch import nn
 
 from ..errors import check_positive_int
 from ..layers import WeightLayer, fold_batchnorm
-from ._base import (MEASURES, XY, double_copy, input_shape_of, layers_of, paired_layers, resolve_init,
-                    weight_differences, where)
+from ._base import (
+    MEASURES,
+    XY,
+    double_copy,
+    input_shape_of,
+    layers_of,
+    paired_layers,
+    resolve_init,
+    weight_differences,
+    where,
+)
 from .conv import POWER_ITERS, check_norm_params, layer_operator_norm
 
 NK = "Nagarajan & Kolter 2019, released experiments.py"
