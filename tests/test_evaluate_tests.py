@@ -101,3 +101,22 @@ def test_cost_is_the_median_over_successful_timings():
     values = [Value(1.0, 2.0), Value(1.0, 4.0), Value(None, 100.0, "raised", "x"), Value(1.0, 3.0)]
     result = cost_test(COMPLEXITY, values)
     assert result.seconds_per_model == 3.0 and result.needs == ("data", "init")
+
+
+def _row(name, psi, pgdl, tau, sharpness=False):
+    return {"quantity": name, "psi_gap": psi, "pgdl_gap": pgdl, "tau_gap": tau, "sharpness": sharpness}
+
+
+def test_the_closing_note_is_computed_from_the_scores():
+    from gapbench.evaluation.leaderboard import closing_note
+    rows = [_row("jiang2020_pacbayes_flatness", 0.5, 0.2, 0.4, True), _row("spectral_product", 0.1, 0.05, -0.3),
+            _row("frobenius_product", -0.1, 0.01, 0.2), _row("median_margin", 0.3, None, 0.1)]
+    note = " ".join(closing_note(rows, {}))
+    assert "Top five by Ψ (vs the gap): jiang2020_pacbayes_flatness (0.5), median_margin (0.3), " \
+           "spectral_product (0.1), frobenius_product (-0.1)." in note
+    assert "Top five by the PGDL score: jiang2020_pacbayes_flatness (0.2), spectral_product (0.05)" in note
+    assert "measures lead (best by Ψ: jiang2020_pacbayes_flatness; 1 of the top five" in note
+    assert "1 of 2 correlate negatively" in note
+    flipped = [_row("spectral_product", 0.9, 0.3, -0.3), *rows[:1]]
+    note = " ".join(closing_note(flipped, {}))
+    assert "do not lead (best by Ψ: spectral_product" in note and "all correlate negatively" in note
