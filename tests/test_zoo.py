@@ -12,8 +12,8 @@ from click.testing import CliRunner
 
 from gapbench.cli import main
 from gapbench.errors import GapbenchError
-from gapbench.evaluate import logits, zero_one_error
 from gapbench.experiments.execute import run_experiment
+from gapbench.inference import logits, zero_one_error
 from gapbench.zoo import ZOOS, build_zoo, export_zoo, import_zoo, load_zoo
 from gapbench.zoo.build import jobs_of
 

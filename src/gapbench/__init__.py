@@ -39,6 +39,7 @@ _LAZY = {
     "resolve": ("plugins", "resolve"),
     "safe_evaluate": ("plugins", "safe_evaluate"),
     "declare": ("quantity", "declare"),
+    "evaluate": ("evaluation", "evaluate"),
     "save_checkpoint": ("checkpoint", "save"),
     "load_checkpoint": ("checkpoint", "load"),
     "build_zoo": ("zoo", "build_zoo"),

@@ -389,7 +389,7 @@ def data_list(data_dir):
         click.echo(f"  {status.name:14s} {status.state:11s} {detail}{fix}")
 
 
-from . import cli_zoo  # noqa: E402,F401  (registers `gapbench zoo`; it uses the helpers above)
+from . import cli_evaluate, cli_zoo  # noqa: E402,F401  (register `gapbench evaluate` and `gapbench zoo`)
 
 if __name__ == "__main__":
     main()

@@ -28,7 +28,7 @@ TRAIN_STATUSES = ("converged", "max_epochs", "failed")
 class Run:
     """A trained model with everything needed to measure it and to reproduce it."""
 
-    model: nn.Module                      # trained weights (eval with gapbench.evaluate)
+    model: nn.Module                      # trained weights (eval with gapbench.inference)
     init_state: dict[str, torch.Tensor]   # state_dict at initialization (before any step)
     config: RunConfig
     train_indices: torch.Tensor           # positions of the training points in their source pool

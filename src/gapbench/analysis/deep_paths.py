@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import GapbenchError, check_positive_float, check_positive_int, param_error
-from ..evaluate import logits
+from ..inference import logits
 from ..layers import WeightLayer, weight_layers
 
 GRAM_BATCH = 2048          # rows of x1 per block of the Gram matrix: (2048 × n2) float64 stays small

@@ -27,7 +27,7 @@ import math
 import torch
 from torch import nn
 
-from ..evaluate import logits
+from ..inference import logits
 
 CHUNK_ROWS = 64  # rows per pass after the first layer: 64 × width 10,000 stays in cache (2000 rows: 4–7× slower)
 

@@ -55,7 +55,7 @@ import torch
 from torch import nn
 
 from ..errors import check_choice, check_positive_float, check_positive_int, check_probability, param_error
-from ..evaluate import margins
+from ..inference import margins
 from . import BOUNDS
 from .kl import binomial_inverse_log, check_counts, kl_inverse_upper
 from .types import Bound

@@ -38,7 +38,7 @@ import torch
 from torch import nn
 
 from ..errors import GapbenchError, check_choice, check_positive_float, check_probability
-from ..evaluate import EVAL_BATCH, eval_mode, margins_from_logits
+from ..inference import EVAL_BATCH, eval_mode, margins_from_logits
 from . import BOUNDS
 from .kl import grid_exponent_up, grid_index_weight
 from .types import Bound

@@ -63,7 +63,7 @@ from torch.func import functional_call
 
 from ..data.types import Split, as_xy
 from ..errors import GapbenchError, check_positive_float, check_positive_int, check_probability, param_error
-from ..evaluate import EVAL_BATCH, eval_mode, margins_from_logits
+from ..inference import EVAL_BATCH, eval_mode, margins_from_logits
 from ..trained import Run, data_ancestry
 from . import BOUNDS
 from .kl import kl_inverse_upper

@@ -46,7 +46,7 @@ import torch
 from torch import nn
 
 from ..errors import GapbenchError, check_probability, param_error
-from ..evaluate import margins
+from ..inference import margins
 from ..layers import weight_layers
 from . import BOUNDS
 from .kl import grid_exponent_up, grid_index_weight

@@ -21,7 +21,7 @@ from ..analysis.two_phase import epoch_budgets, first_points, normalized, phase2
 from ..bounds import bound
 from ..config import DataConfig, RunConfig, Runtime, from_dict
 from ..data import load_data
-from ..evaluate import zero_one_error
+from ..inference import zero_one_error
 from ..progress import report
 from ..sweep import JobResult
 from ..train import fit

@@ -30,7 +30,7 @@ from ..analysis.deep_paths import gap_decomposition
 from ..bounds import BOUNDS, bound
 from ..config import RunConfig, Runtime, from_dict, signature
 from ..data import load_data
-from ..evaluate import margins, zero_one_error
+from ..inference import margins, zero_one_error
 from ..measures import measure, per_layer
 from ..progress import report
 from ..sweep import JobResult

@@ -9,7 +9,7 @@
 
 The quantile is an order statistic, not an interpolation: with q = 0.1 it is the ⌊m/10⌋-th smallest margin,
 Jiang et al. 2020's γ (their released code takes ``kthvalue(m // 10)``). Outputs are computed by a float64
-copy of the model in eval mode (:mod:`gapbench.evaluate`); the caller's model keeps its dtype and mode.
+copy of the model in eval mode (:mod:`gapbench.inference`); the caller's model keeps its dtype and mode.
 
 References:
     Bartlett, Foster & Telgarsky 2017, "Spectrally-normalized margin bounds", §2 (margin operator, L̂_γ).
@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from ..errors import check_probability
-from ..evaluate import margins
+from ..inference import margins
 from ._base import MEASURES, XY, check_finite_float, device_of, double_copy, where
 from .shared import shared
 
@@ -76,7 +76,7 @@ def margin_loss(model: nn.Module, data: XY, init: nn.Module | None, *, gamma: fl
 
 
 @MEASURES.register("error", kind="margin", needs_data=True, needs_init=False, higher_is_better=False,
-          reference="0-1 error (1/m)·#{i : Γ_i ≤ 0}; ties count as errors (gapbench.evaluate)")
+          reference="0-1 error (1/m)·#{i : Γ_i ≤ 0}; ties count as errors (gapbench.inference)")
 def error(model: nn.Module, data: XY, init: nn.Module | None) -> float:
     """The 0-1 error on the given data (train error on the training set)."""
     return float((per_example_margins(model, data) <= 0).double().mean())

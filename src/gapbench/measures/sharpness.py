@@ -44,7 +44,7 @@ from torch import nn
 from torch.func import functional_call
 
 from ..errors import check_positive_float, check_positive_int, check_probability, param_error
-from ..evaluate import EVAL_BATCH, margins_from_logits, zero_one_error
+from ..inference import EVAL_BATCH, margins_from_logits, zero_one_error
 from ..layers import fold_batchnorm
 from ._base import MEASURES, XY, device_of, double_copy, where
 from .shared import shared

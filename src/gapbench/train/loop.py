@@ -29,7 +29,7 @@ from torch import nn
 from ..config import RunConfig, Runtime
 from ..data.types import Dataset
 from ..errors import check_choice, param_error
-from ..evaluate import logits
+from ..inference import logits
 from ..models import build_model
 from ..progress import PLAIN_INTERVAL_S, Ticker
 from ..trained import Run, seeded_source, unknown_source

@@ -20,7 +20,7 @@ import math
 import torch
 
 from ..config import TrainConfig
-from ..evaluate import margins_from_logits
+from ..inference import margins_from_logits
 from .losses import Loss
 
 

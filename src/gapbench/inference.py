@@ -4,6 +4,7 @@ Margin convention (SPEC §3): Γ(f(x), y) = f(x)_y − max_{j≠y} f(x)_j. A poi
 (a tie counts as an error) and counts in the margin loss L̂_γ when Γ ≤ γ.
 All functions run under ``torch.inference_mode()`` in big batches, never change the model's train/eval mode
 permanently, and return tensors on the model's device.
+(This module was gapbench.evaluate; ``gb.evaluate`` is now the bench of gapbench.evaluation.)
 """
 
 from __future__ import annotations
@@ -48,3 +49,4 @@ def margins(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 def zero_one_error(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     """Fraction of points with margin ≤ 0 (ties are errors)."""
     return float((margins(model, x, y) <= 0).double().mean())
+

@@ -1,0 +1,173 @@
+"""The leaderboard of `gapbench evaluate --all`: every registered measure and bound by each score, sorted,
+as OUT/evaluate/leaderboard.html and leaderboard.csv, with a closing note.
+
+The paper column names, for each quantity that Jiang et al. 2020 (or Dziugaite et al. 2020) also evaluate,
+their name for it and the equation, so that its row in their table of Kendall coefficients (the overall τ
+and the granulated Ψ columns) and in Dziugaite et al.'s robust sign-error figures can be read beside ours.
+Their numbers are not copied into gapbench: they were measured on CIFAR-10/SVHN convolutional networks
+(thousands of models), a different zoo (the note says how ours differs), and a transcription that cannot be
+checked against the paper here would be a hard-coded result.
+
+The closing note is computed from the scores, never written in advance: the top five by Ψ and by the PGDL
+score; whether sharpness / PAC-Bayes-flatness measures lead (the best measure by Ψ is a registered
+'sharpness' measure) and whether the norm products correlate negatively with the gap (τ < 0 for each), as
+Jiang et al. found.
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import io
+import re
+from pathlib import Path
+from typing import Any
+
+from ..checkpoint import atomic_write_bytes
+from ..report import html_page
+from .card import Card, verdict_of
+from .scores import SCORES, TARGETS
+
+NORM_PRODUCTS = ("spectral_product", "frobenius_product", "jiang2020_log_prod_of_spec",
+                 "jiang2020_log_prod_of_fro")     # Π_l ‖W_l‖ (or its log): the products Jiang et al. discuss
+JIANG = "Jiang et al. 2020"
+DZIUGAITE = "Dziugaite et al. 2020"
+
+
+def paper_reference(card: Card, meta: dict[str, Any] | None = None) -> str:
+    """Jiang et al.'s name and equation for a quantity they evaluate (from its registered reference)."""
+    reference = (meta or {}).get("reference", "")
+    found = re.search(r"Jiang et al\. 2020.*?(Eq\. \(\d+\)|§C\.\d)(?: \(([a-z.]+)\))?", reference)
+    if not found:
+        return ""
+    name = f" '{found.group(2)}'" if found.group(2) else ""
+    return (f"{JIANG}{name}, {found.group(1)}: their table of Kendall coefficients, columns τ (overall) and Ψ; "
+            f"{DZIUGAITE}, robust sign error (Fig. 1-2) where measured")
+
+
+def row(card: Card, meta: dict[str, Any] | None = None) -> dict[str, Any]:
+    ranking = card.tests.get("ranking")
+    first = next(iter(ranking.values())) if isinstance(ranking, dict) and ranking else None
+    out: dict[str, Any] = {"quantity": card.quantity["name"], "kind": card.quantity["kind"],
+                           "origin": card.quantity["origin"]}
+    for target in TARGETS:
+        for score in SCORES:
+            out[f"{score}_{target}"] = None if first is None else first.scores[target][score]
+    m = card.tests.get("m_test")
+    out["m_test"] = verdict_of(m)
+    out["m_test_slope"] = None if isinstance(m, str) or m is None else m.deciding_slope
+    out["sprime"] = verdict_of(card.tests.get("sprime"))
+    out["validity"] = verdict_of(card.tests.get("validity"))
+    out["seconds_per_model"] = card.tests["cost"].seconds_per_model
+    out["needs"] = card.tests["cost"].needs
+    out["failures"] = sum(f["kind"] != "not_applicable" for f in card.failures)
+    out["not_applicable"] = sum(f["kind"] == "not_applicable" for f in card.failures)
+    out["paper"] = paper_reference(card, meta)
+    out["sharpness"] = (meta or {}).get("kind") == "sharpness"
+    return out
+
+
+def sorted_rows(rows: list[dict[str, Any]], column: str) -> list[dict[str, Any]]:
+    """Rows with a value in `column` best first (lower first for the sign error and seconds), then the rest."""
+    have = [r for r in rows if r[column] is not None]
+    lower_first = column.startswith("sign_error") or column == "seconds_per_model"
+    have.sort(key=lambda r: r[column], reverse=not lower_first)
+    return have + [r for r in rows if r[column] is None]
+
+
+def closing_note(rows: list[dict[str, Any]], zoos: dict) -> list[str]:
+    top_psi = [r for r in sorted_rows(rows, "psi_gap") if r["psi_gap"] is not None][:5]
+    top_pgdl = [r for r in sorted_rows(rows, "pgdl_gap") if r["pgdl_gap"] is not None][:5]
+    lines = [f"Top five by Ψ (vs the gap): {_names(top_psi, 'psi_gap')}.",
+             f"Top five by the PGDL score: {_names(top_pgdl, 'pgdl_gap')}."]
+    if top_psi:
+        lead = top_psi[0]
+        count = sum(r["sharpness"] for r in top_psi)
+        lines.append(f"Sharpness / PAC-Bayes-flatness measures {'lead' if lead['sharpness'] else 'do not lead'} "
+                     f"(best by Ψ: {lead['quantity']}; {count} of the top five are sharpness measures); Jiang et "
+                     f"al. found them best.")
+    products = [r for r in rows if r["quantity"] in NORM_PRODUCTS and r["tau_gap"] is not None]
+    if products:
+        negative = [r["quantity"] for r in products if r["tau_gap"] < 0]
+        verdict = ("all correlate negatively with the gap, as Jiang et al. found" if len(negative) == len(products)
+                   else f"{len(negative)} of {len(products)} correlate negatively (Jiang et al. found negative "
+                        f"correlations)")
+        lines.append("Norm products (" + ", ".join(f"{r['quantity']} τ = {r['tau_gap']:.3g}" for r in products)
+                     + f"): {verdict}.")
+    lines.append(zoo_difference(zoos))
+    return lines
+
+
+def _names(rows: list[dict[str, Any]], column: str) -> str:
+    return ", ".join(f"{r['quantity']} ({r[column]:.3g})" for r in rows) or "none computable on this zoo"
+
+
+def zoo_difference(zoos: dict) -> str:
+    parts = []
+    for name, zoo in zoos.items():
+        if name in ("nk-m-sweep", "nk-hypersphere"):
+            continue
+        datasets = ", ".join(zoo.provenance.get("datasets", []))
+        parts.append(f"'{name}' ({zoo.preset} preset): {len(zoo)} models on {datasets}, varying "
+                     f"{', '.join(zoo.varied)}")
+    ours = "; ".join(parts) or "no ranking zoo"
+    return (f"How our zoo differs: {ours}. {JIANG} ranked over 10,000 convolutional networks (NiN-style) on "
+            f"CIFAR-10 and SVHN trained to cross-entropy 0.01; {DZIUGAITE} coupled networks on the same kind of "
+            f"data with 10,000 test points per gap. Our MLPs and small CNN on a few hundred MNIST points are far "
+            f"fewer and smaller, so scores agree with the papers' in sign at best, and Ψ and PGDL rest on few "
+            f"groups.")
+
+
+def csv_text(rows: list[dict[str, Any]]) -> str:
+    buf = io.StringIO()
+    columns = [c for c in rows[0] if c != "sharpness"] if rows else []
+    writer = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore")
+    writer.writeheader()
+    for r in rows:
+        writer.writerow({k: ("" if v is None else v) for k, v in r.items()})
+    return buf.getvalue()
+
+
+def _table(rows: list[dict[str, Any]], column: str) -> str:
+    head = "<tr><th>rank</th><th>quantity</th><th>kind</th><th>" + html.escape(column) + \
+           "</th><th>τ gap</th><th>Ψ gap</th><th>PGDL</th><th>sign error</th><th>paper</th></tr>"
+    body = "".join(
+        f"<tr><td>{i + 1 if r[column] is not None else ''}</td><td>{html.escape(r['quantity'])}</td>"
+        f"<td>{r['kind']}</td><td>{_fmt(r[column])}</td><td>{_fmt(r['tau_gap'])}</td><td>{_fmt(r['psi_gap'])}</td>"
+        f"<td>{_fmt(r['pgdl_gap'])}</td><td>{_fmt(r['sign_error_gap'])}</td><td>{html.escape(r['paper'])}</td></tr>"
+        for i, r in enumerate(sorted_rows(rows, column)))
+    return f"<details><summary>sorted by {html.escape(column)}</summary><table>{head}{body}</table></details>"
+
+
+def _fmt(value: Any) -> str:
+    return "n/a" if value is None else (f"{value:.4g}" if isinstance(value, float) else html.escape(str(value)))
+
+
+def _verdicts(rows: list[dict[str, Any]]) -> str:
+    head = "<tr><th>quantity</th><th>kind</th><th>m-test</th><th>S' test</th><th>validity</th><th>s/model</th>" \
+           "<th>failures</th></tr>"
+    body = "".join(f"<tr><td>{html.escape(r['quantity'])}</td><td>{r['kind']}</td><td>{html.escape(r['m_test'])}</td>"
+                   f"<td>{html.escape(r['sprime'])}</td><td>{html.escape(r['validity'])}</td>"
+                   f"<td>{_fmt(r['seconds_per_model'])}</td><td>{r['failures']}</td></tr>" for r in rows)
+    return f"<h2>Verdicts</h2><table>{head}{body}</table>"
+
+
+def write_leaderboard(cards: list[Card], directory: Path, zoos: dict) -> dict[str, str]:
+    """Write leaderboard.csv (sorted by Ψ vs the gap) and leaderboard.html (one table per score)."""
+    from ..plugins import resolve
+    rows = []
+    for card in cards:
+        meta = {}
+        if card.quantity["origin"] == "gapbench":
+            meta = dict(resolve(card.quantity["spec"]).meta)
+        rows.append(row(card, meta))
+    rows = sorted_rows(rows, "psi_gap")
+    note = closing_note(rows, zoos)
+    tables = [_table(rows, f"{score}_{target}") for target in TARGETS for score in SCORES]
+    tables.append(_table(rows, "seconds_per_model"))
+    intro = "<h2>Closing note</h2><ul>" + "".join(f"<li>{html.escape(line)}</li>" for line in note) + "</ul>"
+    paths = {"html": Path(directory) / "leaderboard.html", "csv": Path(directory) / "leaderboard.csv"}
+    atomic_write_bytes(paths["csv"], csv_text(rows).encode())
+    atomic_write_bytes(paths["html"], html_page("leaderboard", ["<h2>Scores</h2>", *tables, _verdicts(rows)],
+                                                intro).encode())
+    return {k: str(v) for k, v in paths.items()} | {"note": "\n".join(note)}

@@ -1,0 +1,177 @@
+"""Tests 3–5 of a measure or bound across a zoo: validity (bounds), ranking scores, cost.
+
+**Validity** (a bound): the fraction of models whose bound is below their test error, with its exact
+Clopper–Pearson interval at 95 % (gapbench.ranking.validity). A bound valid at δ fails on each model with
+probability ≤ δ, so its violation rate has expectation ≤ δ: the verdict is "INVALID" when the interval's
+lower end exceeds δ (more violations than δ allows, at 95 % confidence), "valid on every model" with no
+violation, else "violations within δ".
+
+**Ranking** against the gap (test − training error) and against the test error, over the zoo's models that
+met the stop rule: Kendall's τ over all models; Jiang et al.'s Ψ and the PGDL score over the grid with the
+seeds averaged (both need one model per grid point); Dziugaite et al.'s robust sign error over coupled
+models (seeds pair up), with the zoo's test-set size for the noise weight. A measure registered with
+higher_is_better=True (a margin: larger predicts a smaller gap) is negated first, so that every score reads
+"higher predicts a larger gap"; the PGDL score is unaffected by the sign. A score the zoo cannot support
+(too few varied hyperparameters, an incomplete grid) is None with the reason.
+
+**Cost**: seconds per model (median over the timings given: see gapbench.evaluation.run) and what the
+quantity needs beyond the model (data, the initialization, a search), from its registration (None: not
+declared).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..errors import GapbenchError
+from ..quantity import Quantity
+from ..ranking import granulated_psi, kendall_tau, pgdl_score, robust_sign_error, validity
+from .values import Value
+
+TARGETS = ("gap", "test_error")
+SCORES = ("tau", "psi", "pgdl", "sign_error")     # sign_error: robust (worst-environment) sign error, lower is better
+LOWER_IS_BETTER = {"sign_error", "seconds"}
+
+
+@dataclass(frozen=True)
+class ValidityTest:
+    verdict: str
+    delta: float
+    n_models: int
+    violations: int
+    violation_rate: float
+    ci_low: float
+    ci_high: float
+    largest_violation: float
+    vacuity: float
+    median_tightness: float
+    significant_violations: int | None          # bound below the level-δ/N lower CP limit of the true error
+    bound: list[float]                 # the figure's data: bound and test error per model
+    test_error: list[float]
+
+
+def validity_test(models, values: dict[str, Value], delta: float, n_test: int | None = None) -> ValidityTest | str:
+    """Validity of a bound over `models` (those where it has a value); a string when none has one. With the
+    test-set size `n_test`, the violations that the test set's noise cannot explain are counted too
+    (gapbench.ranking.validity, at 95 %)."""
+    ok = [m for m in models if values[m.id].ok]
+    if not ok:
+        return "not computable: the bound has no value on any model"
+    bound = [values[m.id].value for m in ok]
+    test = [m.test_error for m in ok]
+    v = validity(bound, test, n_test=n_test)
+    noise = ("" if v.significant_violations is None else
+             f"; {v.significant_violations} beyond the test set's noise")
+    if v.ci_low > delta:
+        verdict = (f"INVALID: {v.violations} of {v.n_models} models violate it, more than δ = {delta:g} allows "
+                   f"(Clopper–Pearson interval [{v.ci_low:.3g}, {v.ci_high:.3g}]{noise})")
+    elif v.violations == 0:
+        verdict = f"valid on every model ({v.n_models})"
+    else:
+        verdict = f"violations within δ = {delta:g} ({v.violations} of {v.n_models}{noise})"
+    return ValidityTest(verdict, delta, v.n_models, v.violations, v.violation_rate, v.ci_low, v.ci_high,
+                        v.largest_violation, v.vacuity, v.median_tightness, v.significant_violations, bound, test)
+
+
+@dataclass(frozen=True)
+class RankingTest:
+    """scores[target][score]: a float or None; reasons[target][score]: why None."""
+
+    verdict: str
+    oriented: bool                                 # the measure was negated (higher_is_better)
+    n_models: int
+    n_failed: int
+    scores: dict[str, dict[str, float | None]]
+    reasons: dict[str, dict[str, str]]
+    per_hp_psi: dict[str, float] = field(default_factory=dict)
+    measure: list[float] = field(default_factory=list)   # the figure's data: oriented measure and gap
+    gap: list[float] = field(default_factory=list)
+
+
+def orientation(quantity: Quantity) -> float:
+    return -1.0 if quantity.meta.get("higher_is_better") else 1.0
+
+
+def _hps(models, varied: list[str]) -> list[dict[str, Any]]:
+    keys = [k for k in varied if k != "seed"]
+    return [{k: m.hp.get(k) for k in keys} for m in models]
+
+
+def _seed_means(hps, measure, target):
+    groups: dict[tuple, list[int]] = {}
+    for i, hp in enumerate(hps):
+        groups.setdefault(tuple(sorted(hp.items(), key=lambda kv: kv[0])), []).append(i)
+    keys = list(groups)
+    return ([dict(k) for k in keys], [float(np.mean([measure[i] for i in groups[k]])) for k in keys],
+            [float(np.mean([target[i] for i in groups[k]])) for k in keys])
+
+
+def _score(fn, *args) -> tuple[Any, str]:
+    try:
+        value = fn(*args)
+    except GapbenchError as err:
+        return None, str(err)
+    if isinstance(value, float) and math.isnan(value):
+        return None, "no environment passed the effective-sample-size filter"
+    return value, ""
+
+
+def ranking_test(quantity: Quantity, models, values: dict[str, Value], varied: list[str],
+                 n_test: int | None) -> RankingTest:
+    """The four ranking scores against the gap and the test error (module docstring)."""
+    ok = [m for m in models if values[m.id].ok]
+    sign = orientation(quantity)
+    measure = [sign * values[m.id].value for m in ok]
+    hps = _hps(ok, varied)
+    scores, reasons, per_hp = {}, {}, {}
+    for target in TARGETS:
+        y = [m.gap if target == "gap" else m.test_error for m in ok]
+        if not (hps and hps[0]):
+            none = (None, "no hyperparameter other than the seed varies")
+            results = {"tau": _score(kendall_tau, measure, y), "psi": none, "pgdl": none, "sign_error": none}
+        else:
+            grid_hps, grid_measure, grid_y = _seed_means(hps, measure, y)
+            psi = _score(granulated_psi, grid_hps, grid_measure, grid_y)
+            results = {
+                "tau": _score(kendall_tau, measure, y),
+                "psi": (psi[0].psi if psi[0] is not None else None, psi[1]),
+                "pgdl": _score(lambda *a: pgdl_score(*a).score, grid_hps, grid_measure, grid_y),
+                "sign_error": _score(lambda *a: robust_sign_error(*a, n_test=n_test).worst, hps, measure, y),
+            }
+            if target == "gap" and psi[0] is not None:
+                per_hp = psi[0].per_hp
+        scores[target] = {k: v for k, (v, _) in results.items()}
+        reasons[target] = {k: r for k, (v, r) in results.items() if v is None}
+    tau, psi = scores["gap"]["tau"], scores["gap"]["psi"]
+    if tau is None:
+        verdict = "not computable: " + reasons["gap"]["tau"]
+    else:
+        lead = psi if psi is not None else tau
+        name = "Ψ" if psi is not None else "τ"
+        verdict = (f"{'predicts' if lead > 0 else 'does not predict'} the gap's ranking ({name} = {lead:.3g}, "
+                   f"τ = {tau:.3g} over {len(ok)} models)")
+    return RankingTest(verdict, sign < 0, len(models), len(models) - len(ok), scores, reasons, per_hp,
+                       measure, [m.gap for m in ok])
+
+
+@dataclass(frozen=True)
+class CostTest:
+    verdict: str
+    seconds_per_model: float | None
+    seconds: list[float]
+    needs: tuple[str, ...] | None
+
+
+def cost_test(quantity: Quantity, values: list[Value]) -> CostTest:
+    seconds = [v.seconds for v in values if v.ok]
+    per_model = float(np.median(seconds)) if seconds else None
+    needs = quantity.needs
+    need_text = "undeclared needs" if needs is None else ("needs " + ", ".join(needs) if needs else
+                                                         "needs the model only")
+    verdict = (f"{per_model:.3g} s per model, {need_text}" if per_model is not None
+               else f"not measured (no value), {need_text}")
+    return CostTest(verdict, per_model, seconds, None if needs is None else tuple(needs))
