@@ -27,7 +27,7 @@ import torch
 
 from ..certificate import certify
 from ..config import ModelConfig, RunConfig, Runtime, from_dict, signature
-from ..evaluate import zero_one_error
+from ..inference import zero_one_error
 from ..models import build_model
 from ..pacbayes import store
 from ..pacbayes.certificate import pacbayes_certificate

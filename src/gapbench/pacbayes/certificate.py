@@ -55,7 +55,7 @@ from ..bounds.kl import binomial_inverse_upper, kl_inverse_upper
 from ..bounds.pacbayes import _check_delta_mc
 from ..data.types import Split, as_xy
 from ..errors import GapbenchError, check_positive_int, check_probability, param_error
-from ..evaluate import EVAL_BATCH, eval_mode, margins_from_logits
+from ..inference import EVAL_BATCH, eval_mode, margins_from_logits
 from .objectives import DEFAULT_P_MIN, bounded_cross_entropy
 from .prior import prior_statement
 

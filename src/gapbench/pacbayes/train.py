@@ -31,7 +31,7 @@ from torch import nn
 
 from ..data.types import Split, as_xy
 from ..errors import check_positive_float, check_positive_int, check_probability, param_error
-from ..evaluate import margins_from_logits
+from ..inference import margins_from_logits
 from ..progress import note
 from ..trained import unknown_source
 from .objectives import DEFAULT_P_MIN, bounded_cross_entropy, check_objective_args
