@@ -41,12 +41,12 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from torch.func import functional_call
 
 from ..errors import check_positive_float, check_positive_int, check_probability, param_error
-from ..evaluate import EVAL_BATCH, margins_from_logits, zero_one_error
+from ..evaluate import zero_one_error
 from ..layers import fold_batchnorm
 from ._base import MEASURES, XY, device_of, double_copy, where
+from .perturb import PerturbedErrors, noise_std
 from .shared import shared
 
 MAGNITUDE_EPS = 1e-3    # Jiang et al. 2020's ε of the magnitude-aware perturbation
@@ -66,26 +66,6 @@ class SharpnessResult:
 def _folded_params(model: nn.Module, caller: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
     net = fold_batchnorm(double_copy(model), caller)
     return net, {n: p.detach().clone() for n, p in net.named_parameters()}
-
-
-def _noise_std(weight: torch.Tensor, std: float, magnitude: bool,
-               magnitude_eps: float) -> torch.Tensor | float:
-    return torch.sqrt(std ** 2 * weight ** 2 + magnitude_eps ** 2) if magnitude else std
-
-
-def _mean_error(net: nn.Module, base: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor, std: float,
-                magnitude: bool, magnitude_eps: float, n_samples: int, seed: int) -> float:
-    gen = torch.Generator(device=x.device).manual_seed(seed)   # same draws for every std
-    errors = []
-    with torch.inference_mode():
-        for _ in range(n_samples):
-            params = {n: w + _noise_std(w, std, magnitude, magnitude_eps)
-                      * torch.randn(w.shape, generator=gen, dtype=w.dtype, device=w.device)
-                      for n, w in base.items()}
-            out = torch.cat([functional_call(net, params, (x[i:i + EVAL_BATCH],))
-                             for i in range(0, x.shape[0], EVAL_BATCH)])
-            errors.append(float((margins_from_logits(out, y) <= 0).double().mean()))
-    return sum(errors) / n_samples
 
 
 def sharpness_search(model: nn.Module, data: XY, *, init: nn.Module | None = None, magnitude: bool = False,
@@ -117,12 +97,14 @@ def _bisect(model: nn.Module, data: XY, magnitude: bool, target: float, n_sample
     net, base = _folded_params(model, caller)
     x, y = data[0].to(device=device_of(model), dtype=torch.float64), data[1].to(device_of(model))
     base_error = zero_one_error(net, x, y)       # batched like the perturbed passes
+    error_at = PerturbedErrors(net, base, x, y, magnitude=magnitude, magnitude_eps=magnitude_eps,
+                               n_samples=n_samples, seed=seed)
 
-    def error_at(std: float) -> float:
-        return _mean_error(net, base, x, y, std, magnitude, magnitude_eps, n_samples, seed)
+    def fails(err: float) -> bool:               # the criterion; a failing σ's mean error is never stored
+        return err - base_error > target
 
     saturated, log_low, log_high = "", math.log(low), math.log(high)
-    err_high = error_at(high)
+    err_high = error_at(high, fails=fails)
     if err_high - base_error <= target:
         std, err, saturated = high, err_high, "high"
     else:
@@ -132,7 +114,7 @@ def _bisect(model: nn.Module, data: XY, magnitude: bool, target: float, n_sample
         else:
             for _ in range(iters):
                 mid = 0.5 * (log_low + log_high)
-                err_mid = error_at(math.exp(mid))
+                err_mid = error_at(math.exp(mid), fails=fails)
                 if err_mid - base_error <= target:
                     log_low, err = mid, err_mid
                 else:
@@ -148,7 +130,7 @@ def _kl(model: nn.Module, init: nn.Module, std: float, magnitude: bool, magnitud
     _, initial = _folded_params(init, caller)
     total = 0.0
     for name, w in trained.items():
-        var = _noise_std(w, std, magnitude, magnitude_eps) ** 2
+        var = noise_std(w, std, magnitude, magnitude_eps) ** 2
         total += float(((w - initial[name].to(w.device)) ** 2 / (2 * var)).sum())
     return total
 
