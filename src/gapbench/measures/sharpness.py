@@ -11,7 +11,9 @@ error on the data over ``n_samples`` draws. The search returns the largest σ in
     mean perturbed error − error of the unperturbed net ≤ target        (target = 0.1 by default),
 
 found by ``iters`` bisection steps over log σ. The same ε draws are reused for every σ (common random
-numbers), so the criterion is a deterministic function of σ. If std_high already satisfies it, std_high is
+numbers), so the criterion is a deterministic function of σ (evaluated by
+:class:`gapbench.measures.perturb.PerturbedErrors`: the draws are made once, pass through the net together,
+and the first layer's noise term is computed once per draw; identical errors, see that module). If std_high already satisfies it, std_high is
 returned; if std_low does not, std_low is returned (``SharpnessResult.saturated`` says which).
 
 The KL term of a Gaussian posterior Q = N(w, S) around the trained weights w against the prior
@@ -100,11 +102,8 @@ def _bisect(model: nn.Module, data: XY, magnitude: bool, target: float, n_sample
     error_at = PerturbedErrors(net, base, x, y, magnitude=magnitude, magnitude_eps=magnitude_eps,
                                n_samples=n_samples, seed=seed)
 
-    def fails(err: float) -> bool:               # the criterion; a failing σ's mean error is never stored
-        return err - base_error > target
-
     saturated, log_low, log_high = "", math.log(low), math.log(high)
-    err_high = error_at(high, fails=fails)
+    err_high = error_at(high)
     if err_high - base_error <= target:
         std, err, saturated = high, err_high, "high"
     else:
@@ -114,7 +113,7 @@ def _bisect(model: nn.Module, data: XY, magnitude: bool, target: float, n_sample
         else:
             for _ in range(iters):
                 mid = 0.5 * (log_low + log_high)
-                err_mid = error_at(math.exp(mid), fails=fails)
+                err_mid = error_at(math.exp(mid))
                 if err_mid - base_error <= target:
                     log_low, err = mid, err_mid
                 else:
