@@ -112,28 +112,31 @@ class PerturbedErrors:
             h = nn.Sequential(OrderedDict(children[:position]))(self.x)
             if self.magnitude:
                 return layer, h, prefix, rest, None
-            clean = layer(h)
-            if clean.numel() * clean.element_size() * self.n_samples > FIRST_LAYER_BYTES:
+            one = layer(h[:1])                        # one point's output: the size of the stored terms
+            if one.numel() * one.element_size() * h.shape[0] * self.n_samples > FIRST_LAYER_BYTES:
                 return layer, h, prefix, rest, None
+            clean = layer(h)
             noise = {n[len(prefix):]: e for n, e in self.noise.items() if n.startswith(prefix)}
             return layer, h, prefix, rest, (clean, _batched_layer(layer, noise, h))
 
-    def _params(self, std: float) -> dict[str, torch.Tensor]:
+    def _params(self, std: float, skip: str | None = None) -> dict[str, torch.Tensor]:
+        """θ + s(σ)·ε_k stacked over the draws, for the parameters whose names do not start with `skip`."""
         return {n: w + noise_std(w, std, self.magnitude, self.magnitude_eps) * self.noise[n]
-                for n, w in self.base.items()}
+                for n, w in self.base.items() if skip is None or not n.startswith(skip)}
 
     def _logits(self, std: float, start: int, stop: int) -> torch.Tensor:
         """(n_samples, stop − start, classes): the perturbed outputs of points start..stop, every draw."""
-        params = self._params(std)
         if self.split is None:
-            return vmap(lambda p: functional_call(self.net, p, (self.x[start:stop],)))(params)
+            return vmap(lambda p: functional_call(self.net, p, (self.x[start:stop],)))(self._params(std))
         layer, h, prefix, rest, saved = self.split
         if saved is None:
+            params = self._params(std)
             first = _batched_layer(layer, {n[len(prefix):]: p for n, p in params.items() if n.startswith(prefix)},
                                    h[start:stop])
-        else:
+            params = {n: p for n, p in params.items() if not n.startswith(prefix)}
+        else:                                         # saving 3: the first layer's parameters are not needed
+            params = self._params(std, skip=prefix)
             first = saved[0][start:stop] + std * saved[1][:, start:stop]
-        params = {n: p for n, p in params.items() if not n.startswith(prefix)}
         return vmap(lambda p, z: functional_call(rest, p, (z,)))(params, first)
 
     def __call__(self, std: float) -> float:

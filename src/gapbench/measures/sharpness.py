@@ -12,9 +12,10 @@ error on the data over ``n_samples`` draws. The search returns the largest σ in
 
 found by ``iters`` bisection steps over log σ. The same ε draws are reused for every σ (common random
 numbers), so the criterion is a deterministic function of σ (evaluated by
-:class:`gapbench.measures.perturb.PerturbedErrors`: the draws are made once, pass through the net together,
-and the first layer's noise term is computed once per draw; identical errors, see that module). If std_high already satisfies it, std_high is
-returned; if std_low does not, std_low is returned (``SharpnessResult.saturated`` says which).
+:class:`gapbench.measures.perturb.PerturbedErrors`: the draws are made once and pass through the net
+together, and the first layer's noise term is computed once per draw; identical errors, see that module).
+If std_high already satisfies it, std_high is returned; if std_low does not, std_low is returned
+(``SharpnessResult.saturated`` says which).
 
 The KL term of a Gaussian posterior Q = N(w, S) around the trained weights w against the prior
 P = N(w_0, S) centred at the initialization w_0, with the same diagonal covariance S, is
