@@ -93,8 +93,9 @@ def test_fc_only_measures_record_the_refusal_on_a_conv_net():
 def test_sharing_runs_each_sigma_search_once(mlp, monkeypatch):
     model, init, data = mlp
     calls = []
-    original = sharpness_module._mean_error
-    monkeypatch.setattr(sharpness_module, "_mean_error", lambda *a, **k: calls.append(1) or original(*a, **k))
+    original = sharpness_module.PerturbedErrors.__call__
+    monkeypatch.setattr(sharpness_module.PerturbedErrors, "__call__",
+                        lambda *a, **k: calls.append(1) or original(*a, **k))
     sharpness_search(model, data)
     sharpness_search(model, data, magnitude=True)
     one_each = len(calls)

@@ -11,8 +11,11 @@ error on the data over ``n_samples`` draws. The search returns the largest σ in
     mean perturbed error − error of the unperturbed net ≤ target        (target = 0.1 by default),
 
 found by ``iters`` bisection steps over log σ. The same ε draws are reused for every σ (common random
-numbers), so the criterion is a deterministic function of σ. If std_high already satisfies it, std_high is
-returned; if std_low does not, std_low is returned (``SharpnessResult.saturated`` says which).
+numbers), so the criterion is a deterministic function of σ (evaluated by
+:class:`gapbench.measures.perturb.PerturbedErrors`: the draws are made once and pass through the net
+together, and the first layer's noise term is computed once per draw; identical errors, see that module).
+If std_high already satisfies it, std_high is returned; if std_low does not, std_low is returned
+(``SharpnessResult.saturated`` says which).
 
 The KL term of a Gaussian posterior Q = N(w, S) around the trained weights w against the prior
 P = N(w_0, S) centred at the initialization w_0, with the same diagonal covariance S, is
@@ -41,12 +44,12 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from torch.func import functional_call
 
 from ..errors import check_positive_float, check_positive_int, check_probability, param_error
-from ..inference import EVAL_BATCH, margins_from_logits, zero_one_error
+from ..inference import zero_one_error
 from ..layers import fold_batchnorm
 from ._base import MEASURES, XY, device_of, double_copy, where
+from .perturb import PerturbedErrors, noise_std
 from .shared import shared
 
 MAGNITUDE_EPS = 1e-3    # Jiang et al. 2020's ε of the magnitude-aware perturbation
@@ -66,26 +69,6 @@ class SharpnessResult:
 def _folded_params(model: nn.Module, caller: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
     net = fold_batchnorm(double_copy(model), caller)
     return net, {n: p.detach().clone() for n, p in net.named_parameters()}
-
-
-def _noise_std(weight: torch.Tensor, std: float, magnitude: bool,
-               magnitude_eps: float) -> torch.Tensor | float:
-    return torch.sqrt(std ** 2 * weight ** 2 + magnitude_eps ** 2) if magnitude else std
-
-
-def _mean_error(net: nn.Module, base: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor, std: float,
-                magnitude: bool, magnitude_eps: float, n_samples: int, seed: int) -> float:
-    gen = torch.Generator(device=x.device).manual_seed(seed)   # same draws for every std
-    errors = []
-    with torch.inference_mode():
-        for _ in range(n_samples):
-            params = {n: w + _noise_std(w, std, magnitude, magnitude_eps)
-                      * torch.randn(w.shape, generator=gen, dtype=w.dtype, device=w.device)
-                      for n, w in base.items()}
-            out = torch.cat([functional_call(net, params, (x[i:i + EVAL_BATCH],))
-                             for i in range(0, x.shape[0], EVAL_BATCH)])
-            errors.append(float((margins_from_logits(out, y) <= 0).double().mean()))
-    return sum(errors) / n_samples
 
 
 def sharpness_search(model: nn.Module, data: XY, *, init: nn.Module | None = None, magnitude: bool = False,
@@ -117,9 +100,8 @@ def _bisect(model: nn.Module, data: XY, magnitude: bool, target: float, n_sample
     net, base = _folded_params(model, caller)
     x, y = data[0].to(device=device_of(model), dtype=torch.float64), data[1].to(device_of(model))
     base_error = zero_one_error(net, x, y)       # batched like the perturbed passes
-
-    def error_at(std: float) -> float:
-        return _mean_error(net, base, x, y, std, magnitude, magnitude_eps, n_samples, seed)
+    error_at = PerturbedErrors(net, base, x, y, magnitude=magnitude, magnitude_eps=magnitude_eps,
+                               n_samples=n_samples, seed=seed)
 
     saturated, log_low, log_high = "", math.log(low), math.log(high)
     err_high = error_at(high)
@@ -148,7 +130,7 @@ def _kl(model: nn.Module, init: nn.Module, std: float, magnitude: bool, magnitud
     _, initial = _folded_params(init, caller)
     total = 0.0
     for name, w in trained.items():
-        var = _noise_std(w, std, magnitude, magnitude_eps) ** 2
+        var = noise_std(w, std, magnitude, magnitude_eps) ** 2
         total += float(((w - initial[name].to(w.device)) ** 2 / (2 * var)).sum())
     return total
 
