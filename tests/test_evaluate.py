@@ -184,6 +184,11 @@ def test_the_leaderboard_ranks_every_quantity_of_the_pool_by_each_score(out, use
     assert "Top five by Ψ" in result.leaderboard["note"] and "PGDL" in result.leaderboard["note"]
     html = Path(result.leaderboard["html"]).read_text()
     assert "Closing note" in html and "How our zoo differs" in html
+    paper = {r["quantity"]: r for r in rows}
+    assert "'log.prod.of.spec', Eq. (32) (same ranks)" in paper["spectral_product"]["paper_measure"]
+    assert paper["frobenius_sum"]["paper_measure"] == "" and paper["train_hoeffding"]["paper_source"] == ""
+    assert "<th>paper τ</th><th>paper Ψ</th><th>paper sign error</th>" in html
+    assert "training cross-entropy ≤" in result.leaderboard["note"]
     mine = next(c for c in result.cards if c.quantity["name"] == "train_hoeffding")
     taus = {r["quantity"]: float(r["tau_gap"]) for r in rows if r["tau_gap"]}
     if "train_hoeffding" in taus:

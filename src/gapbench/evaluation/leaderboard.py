@@ -1,12 +1,11 @@
 """The leaderboard of `gapbench evaluate --all`: every registered measure and bound by each score, sorted,
 as OUT/evaluate/leaderboard.html and leaderboard.csv, with a closing note.
 
-The paper column names, for each quantity that Jiang et al. 2020 (or Dziugaite et al. 2020) also evaluate,
-their name for it and the equation, so that its row in their table of Kendall coefficients (the overall τ
-and the granulated Ψ columns) and in Dziugaite et al.'s robust sign-error figures can be read beside ours.
-Their numbers are not copied into gapbench: they were measured on CIFAR-10/SVHN convolutional networks
-(thousands of models), a different zoo (the note says how ours differs), and a transcription that cannot be
-checked against the paper here would be a hard-coded result.
+The paper columns put, beside our τ, Ψ and sign error, the published scores of the same measure from
+:mod:`.paper_values`: the paper's name and equation for it (Jiang et al. 2020's App. C), how it relates to
+ours ('identical' or 'same ranks'), and each score read from Jiang et al.'s Kendall-coefficient tables or
+Dziugaite et al.'s sign-error results with its citation; "not transcribed" where none was read (the papers'
+zoos are CIFAR-10/SVHN convolutional networks, and the closing note says how ours differs).
 
 The closing note is computed from the scores, never written in advance: the top five by Ψ and by the PGDL
 score; whether sharpness / PAC-Bayes-flatness measures lead (the best measure by Ψ is a registered
@@ -19,30 +18,17 @@ from __future__ import annotations
 import csv
 import html
 import io
-import re
 from pathlib import Path
 from typing import Any
 
 from ..checkpoint import atomic_write_bytes
 from ..report import html_page
 from .card import Card, verdict_of
+from .paper_values import DZIUGAITE, JIANG, paper_columns
 from .scores import SCORES, TARGETS
 
 NORM_PRODUCTS = ("spectral_product", "frobenius_product", "jiang2020_log_prod_of_spec",
                  "jiang2020_log_prod_of_fro")     # Π_l ‖W_l‖ (or its log): the products Jiang et al. discuss
-JIANG = "Jiang et al. 2020"
-DZIUGAITE = "Dziugaite et al. 2020"
-
-
-def paper_reference(card: Card, meta: dict[str, Any] | None = None) -> str:
-    """Jiang et al.'s name and equation for a quantity they evaluate (from its registered reference)."""
-    reference = (meta or {}).get("reference", "")
-    found = re.search(r"Jiang et al\. 2020.*?(Eq\. \(\d+\)|§C\.\d)(?: \(([a-z.]+)\))?", reference)
-    if not found:
-        return ""
-    name = f" '{found.group(2)}'" if found.group(2) else ""
-    return (f"{JIANG}{name}, {found.group(1)}: their table of Kendall coefficients, columns τ (overall) and Ψ; "
-            f"{DZIUGAITE}, robust sign error (Fig. 1-2) where measured")
 
 
 def row(card: Card, meta: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -62,7 +48,8 @@ def row(card: Card, meta: dict[str, Any] | None = None) -> dict[str, Any]:
     out["needs"] = card.tests["cost"].needs
     out["failures"] = sum(f["kind"] != "not_applicable" for f in card.failures)
     out["not_applicable"] = sum(f["kind"] == "not_applicable" for f in card.failures)
-    out["paper"] = paper_reference(card, meta)
+    builtin_measure = card.quantity["origin"] == "gapbench" and card.quantity["kind"] == "measure"
+    out.update(paper_columns(out["quantity"] if builtin_measure else None))
     out["sharpness"] = (meta or {}).get("kind") == "sharpness"
     return out
 
@@ -103,19 +90,28 @@ def _names(rows: list[dict[str, Any]], column: str) -> str:
 
 
 def zoo_difference(zoos: dict) -> str:
-    parts = []
-    for name, zoo in zoos.items():
-        if name in ("nk-m-sweep", "nk-hypersphere"):
-            continue
-        datasets = ", ".join(zoo.provenance.get("datasets", []))
-        parts.append(f"'{name}' ({zoo.preset} preset): {len(zoo)} models on {datasets}, varying "
-                     f"{', '.join(zoo.varied)}")
+    """How the ranking zoos differ from the papers': size, data, what varies, the stop rule."""
+    parts = [_our_zoo(name, zoo) for name, zoo in zoos.items() if name not in ("nk-m-sweep", "nk-hypersphere")]
     ours = "; ".join(parts) or "no ranking zoo"
     return (f"How our zoo differs: {ours}. {JIANG} ranked over 10,000 convolutional networks (NiN-style) on "
-            f"CIFAR-10 and SVHN trained to cross-entropy 0.01; {DZIUGAITE} coupled networks on the same kind of "
-            f"data with 10,000 test points per gap. Our MLPs and small CNN on a few hundred MNIST points are far "
-            f"fewer and smaller, so scores agree with the papers' in sign at best, and Ψ and PGDL rest on few "
-            f"groups.")
+            f"CIFAR-10 and SVHN, varying depth, width, batch size, learning rate, weight decay, dropout and "
+            f"optimizer, every model trained to training cross-entropy 0.01; {DZIUGAITE} coupled networks on the "
+            f"same kind of data with 10,000 test points per gap. Our MLPs and small CNN on a few hundred MNIST "
+            f"points are far fewer and smaller, with no dropout or optimizer axis, so the paper columns are "
+            f"comparable in sign at best, and Ψ and PGDL rest on few groups.")
+
+
+def _our_zoo(name: str, zoo) -> str:
+    datasets = ", ".join(zoo.provenance.get("datasets", []))
+    params = getattr(zoo, "params", {}) or {}
+    text = f"'{name}' ({zoo.preset} preset): {len(zoo)} models on {datasets}, varying {', '.join(zoo.varied)}"
+    if "loss_threshold" in params:
+        text += (f", each stopped at training cross-entropy ≤ {params['loss_threshold']} or after "
+                 f"{params.get('max_epochs', '?')} epochs (capped models left out)")
+    if "n_train" in params:
+        sizes = params["n_train"] if isinstance(params["n_train"], (list, tuple)) else [params["n_train"]]
+        text += f", trained on {' or '.join(str(n) for n in sizes)} points"
+    return text
 
 
 def csv_text(rows: list[dict[str, Any]]) -> str:
@@ -130,13 +126,24 @@ def csv_text(rows: list[dict[str, Any]]) -> str:
 
 def _table(rows: list[dict[str, Any]], column: str) -> str:
     head = "<tr><th>rank</th><th>quantity</th><th>kind</th><th>" + html.escape(column) + \
-           "</th><th>τ gap</th><th>Ψ gap</th><th>PGDL</th><th>sign error</th><th>paper</th></tr>"
+           "</th><th>τ gap</th><th>Ψ gap</th><th>PGDL</th><th>sign error</th><th>paper τ</th><th>paper Ψ</th>" \
+           "<th>paper sign error</th><th>paper measure (source)</th></tr>"
     body = "".join(
         f"<tr><td>{i + 1 if r[column] is not None else ''}</td><td>{html.escape(r['quantity'])}</td>"
         f"<td>{r['kind']}</td><td>{_fmt(r[column])}</td><td>{_fmt(r['tau_gap'])}</td><td>{_fmt(r['psi_gap'])}</td>"
-        f"<td>{_fmt(r['pgdl_gap'])}</td><td>{_fmt(r['sign_error_gap'])}</td><td>{html.escape(r['paper'])}</td></tr>"
+        f"<td>{_fmt(r['pgdl_gap'])}</td><td>{_fmt(r['sign_error_gap'])}</td>{_paper_cells(r)}</tr>"
         for i, r in enumerate(sorted_rows(rows, column)))
     return f"<details><summary>sorted by {html.escape(column)}</summary><table>{head}{body}</table></details>"
+
+
+def _paper_cells(r: dict[str, Any]) -> str:
+    """The published scores beside ours: a number where one was read, '—' where the papers have the measure
+    but no number was transcribed, blank where they have no counterpart."""
+    if not r["paper_measure"]:
+        return "<td></td>" * 4
+    scores = "".join(f"<td>{'—' if r[c] is None else _fmt(r[c])}</td>"
+                     for c in ("paper_tau", "paper_psi", "paper_sign_error"))
+    return f"{scores}<td>{html.escape(r['paper_measure'])}: {html.escape(r['paper_source'])}</td>"
 
 
 def _fmt(value: Any) -> str:
