@@ -15,7 +15,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from gapbench.bounds import heldout as ho
-from gapbench.bounds.kl import TOL, binomial_inverse_beta
+from gapbench.bounds.kl import TOL, binomial_inverse_beta, binomial_inverse_upper
 
 HELDOUT = ("heldout_binomial", "heldout_kl", "heldout_hoeffding", "heldout_bernstein",
            "heldout_empirical_bernstein")
@@ -142,3 +142,8 @@ def test_reference_binomial_cdf_matches_a_direct_sum():
             direct = mpmath.fsum(mpmath.binomial(n, i) * mpmath.mpf(p) ** i * (1 - mpmath.mpf(p)) ** (n - i)
                                  for i in range(k + 1))
             assert abs(ref.mp_binomial_cdf(n, k, p) - direct) < mpmath.mpf(10) ** -45
+
+
+def test_beta_form_rounds_to_one_where_scipy_gives_nan():
+    # n = 5, k = 2, δ = 5e-108: 1 − p ≈ (δ/10)^(1/3) ≈ 1.7e-36, far below float spacing at 1 (Hypothesis found it)
+    assert binomial_inverse_beta(5, 2, 5e-108) == 1.0 == binomial_inverse_upper(5, 2, 5e-108)

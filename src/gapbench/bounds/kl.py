@@ -136,11 +136,18 @@ def binomial_inverse_upper(n: int, k: int, delta: float) -> float:
 def binomial_inverse_beta(n: int, k: int, delta: float) -> float:
     """The same limit in closed form (Clopper–Pearson): beta.isf(δ; k + 1, n − k) for k < n, else 1.
 
-    isf(δ), not ppf(1 − δ): 1 − δ rounds to 1 for δ < 1.1e-16, and ppf(1) = 1 whatever n and k.
+    isf(δ), not ppf(1 − δ): 1 − δ rounds to 1 for δ < 1.1e-16, and ppf(1) = 1 whatever n and k. When the
+    limit lies above the largest float below 1 (sf there still > δ: e.g. n = 5, k = 2, δ = 5e-108), scipy's
+    isf returns NaN; the limit then rounds to 1.0.
     """
     n, k = check_counts(n, k, "binomial_inverse_beta()")
     delta = check_probability(delta, "delta", "binomial_inverse_beta()")
-    return 1.0 if k == n else float(stats.beta.isf(delta, k + 1, n - k))
+    if k == n:
+        return 1.0
+    limit = float(stats.beta.isf(delta, k + 1, n - k))
+    if math.isnan(limit) and stats.beta.sf(math.nextafter(1.0, 0.0), k + 1, n - k) > delta:
+        return 1.0
+    return limit
 
 
 def grid_index_weight(j: int) -> float:
