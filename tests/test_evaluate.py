@@ -212,6 +212,7 @@ def test_all_on_the_full_registry_writes_the_leaderboard(out):
     (["evaluate", "spectral_prodcut"], "Did you mean 'spectral_product'?"),
     (["evaluate", "/nowhere/at/all.py:q"], "does not exist"),
     (["evaluate"], "needs a measure or bound"),
+    (["evaluate", "spectral_product", "--threads", "0"], "The 'threads' parameter of gapbench evaluate must be"),
 ])
 def test_mistakes_in_the_command_exit_2_in_one_paragraph(args, message, tmp_path):
     result = CliRunner().invoke(main, [*args, "--out", str(tmp_path / "empty")])

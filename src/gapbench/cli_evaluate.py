@@ -15,7 +15,7 @@ import sys
 import click
 
 from .cli import DEFAULT_OUT, _faults, main
-from .errors import GapbenchError
+from .errors import GapbenchError, param_error
 
 FAILED_EXIT = 1
 
@@ -34,8 +34,11 @@ FAILED_EXIT = 1
 @click.option("--pool", multiple=True, metavar="NAME",
               help="Rank against (and with --all evaluate) only these registered quantities (repeatable).")
 @click.option("--json", "as_json", is_flag=True, help="Print the cards as JSON.")
+@click.option("--threads", default=1, show_default=True, type=int,
+              help="torch threads while evaluating (more than one is often slower on a loaded or small machine: "
+                   "measures run many small operations).")
 @click.option("--no-progress", is_flag=True, help="Hide progress bars.")
-def evaluate(specs, zoos, preset, out, all_, build, no_rank, delta, pool, as_json, no_progress):
+def evaluate(specs, zoos, preset, out, all_, build, no_rank, delta, pool, threads, as_json, no_progress):
     """Run measures or bounds through NK's m-test and S' test, validity, ranking and cost; write a report card
     per quantity (and with --all the leaderboard)."""
     from .evaluation import DEFAULT_ZOOS
@@ -43,10 +46,19 @@ def evaluate(specs, zoos, preset, out, all_, build, no_rank, delta, pool, as_jso
     if not specs and not all_:
         raise GapbenchError("gapbench evaluate needs a measure or bound: a registered name (gapbench list), "
                             "'module.path:function' or 'path/to/file.py:function', or --all.")
-    with _faults(out):
-        result = run(list(specs), zoos=list(zoos) or list(DEFAULT_ZOOS), out=out, preset=preset, all=all_,
-                     build=build, rank=not no_rank, delta=delta, pool=list(pool) or None,
-                     progress=not no_progress)
+    if isinstance(threads, bool) or threads < 1:
+        raise param_error("threads", "gapbench evaluate", "an int >= 1 (torch threads)", threads,
+                          "Use --threads 1 (the default) or the number of cores.")
+    import torch
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        with _faults(out):
+            result = run(list(specs), zoos=list(zoos) or list(DEFAULT_ZOOS), out=out, preset=preset, all=all_,
+                         build=build, rank=not no_rank, delta=delta, pool=list(pool) or None,
+                         progress=not no_progress)
+    finally:
+        torch.set_num_threads(previous)
     if as_json:
         click.echo(json.dumps(result.as_dict(), indent=2, default=str))
     else:
