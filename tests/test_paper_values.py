@@ -13,7 +13,7 @@ from torch import nn
 import gapbench as gb
 from gapbench.errors import GapbenchError
 from gapbench.evaluation import leaderboard, paper_values
-from gapbench.evaluation.paper_values import COUNTERPARTS, VALUES, check_values, paper_columns
+from gapbench.evaluation.paper_values import COUNTERPARTS, PARTIAL, VALUES, check_values, paper_columns
 
 REGISTERED = {entry.name: entry for entry in gb.list_measures()}
 CITED = {"score": "tau", "paper": "Jiang et al. 2020", "dataset": "CIFAR-10", "value": -0.25,
@@ -41,6 +41,24 @@ def test_the_stored_values_are_registered_and_cited():
     for name, entries in VALUES.items():
         for entry in entries:
             assert all(entry[field] for field in ("paper", "dataset", "source", "table", "column")), name
+            low, high = (0.0, 1.0) if entry["score"] == "sign_error" else (-1.0, 1.0)
+            assert low <= entry["value"] <= high, (name, entry)
+
+
+def test_a_paper_without_values_records_where_they_were_looked_for():
+    with_values = {entry["paper"] for entries in VALUES.values() for entry in entries}
+    for paper in paper_values.PAPERS:
+        assert paper in with_values or len(paper_values.SEARCHED.get(paper, ())) >= 2, paper
+
+
+def test_a_partial_match_is_registered_has_no_counterpart_and_says_what_differs():
+    assert set(PARTIAL) <= set(REGISTERED)
+    assert not set(PARTIAL) & set(COUNTERPARTS)
+    for name, why in PARTIAL.items():
+        assert "Jiang et al. '" in why and "Eq. (" in why, name
+        cols = paper_columns(name)
+        assert cols["paper_measure"] == "" and cols["paper_partial"] == why
+        assert all(cols[f"paper_{score}"] is None for score in ("tau", "psi", "sign_error"))
 
 
 @pytest.mark.parametrize("values, message", [
@@ -53,6 +71,10 @@ def test_the_stored_values_are_registered_and_cited():
     ({"spectral_product": [{**CITED, "score": "rho"}]}, "The 'score' field of paper_values['spectral_product'] "
                                                         "must be one of ['tau', 'psi', 'sign_error']"),
     ({"spectral_product": [{**CITED, "paper": "Someone 2021"}]}, "The 'paper' field"),
+    ({"spectral_product": [{**CITED, "value": 1.5}]}, "must lie in [-1, 1] for a tau score. Got 1.5 instead"),
+    ({"spectral_product": [{**CITED, "score": "psi", "value": -1.01}]}, "must lie in [-1, 1] for a psi score"),
+    ({"spectral_product": [{**CITED, "score": "sign_error", "value": -0.25}]},
+     "must lie in [0, 1] for a sign_error score. Got -0.25 instead"),
 ])
 def test_a_value_without_its_citation_or_key_is_refused(values, message):
     with pytest.raises(GapbenchError) as err:
@@ -86,7 +108,8 @@ def _mlps(count: int, seed: int = 0) -> list[tuple[nn.Module, nn.Module]]:
 
 @pytest.mark.parametrize("ours, theirs", [("spectral_product", "jiang2020_log_prod_of_spec"),
                                           ("frobenius_product", "jiang2020_log_prod_of_fro"),
-                                          ("dist_from_init_fro", "jiang2020_fro_dist")])
+                                          ("dist_from_init_fro", "jiang2020_fro_dist"),
+                                          ("path_norm_l2", "jiang2020_path_norm")])
 def test_a_same_ranks_counterpart_orders_networks_as_the_papers_measure_does(ours, theirs):
     assert COUNTERPARTS[ours]["relation"] == "same ranks"
     assert COUNTERPARTS[ours]["name"] == COUNTERPARTS[theirs]["name"]
@@ -128,15 +151,40 @@ def test_the_leaderboard_csv_and_html_carry_the_paper_columns(monkeypatch):
     assert html.count("<td></td><td></td><td></td><td></td>") == 1      # median_margin: no counterpart
 
 
-def test_the_note_on_our_zoo_names_its_stop_rule_and_size():
-    class Zoo:
-        provenance = {"datasets": ["mnist"]}
-        preset, varied = "quick", ["width", "lr"]
-        params = {"loss_threshold": 0.01, "max_epochs": 200, "n_train": [500]}
+def test_the_leaderboard_says_why_a_partial_match_has_no_paper_score():
+    rows = [_row("param_norm", 0.3), _row("median_margin", 0.2)]
+    assert "paper_partial" in leaderboard.csv_text(rows).splitlines()[0].split(",")
+    html = leaderboard._table(rows, "tau_gap")
+    assert "<td></td><td></td><td></td><td>not comparable: Jiang et al. &#x27;param.norm&#x27;, Eq. (42)" in html
+    assert html.count("<td></td><td></td><td></td><td></td>") == 1
 
-        def __len__(self):
-            return 80
-    note = leaderboard.zoo_difference({"mnist-hparams": Zoo()})
-    assert ("'mnist-hparams' (quick preset): 80 models on mnist, varying width, lr, each stopped at training "
-            "cross-entropy ≤ 0.01 or after 200 epochs (capped models left out), trained on 500 points") in note
-    assert "dropout and optimizer" in note and paper_values.JIANG in note
+
+class _Zoo:
+    provenance = {"datasets": ["mnist"]}
+    preset = "quick"
+
+    def __init__(self, varied, size=80):
+        self.varied, self.size = varied, size
+        self.params = {"archs": ["mlp", "cnn"], "seeds": 2, "loss_threshold": 0.01, "max_epochs": 200,
+                       "n_train": [500]}
+
+    def __len__(self):
+        return self.size
+
+
+def test_the_note_on_our_zoo_names_its_stop_rule_size_architectures_and_seeds():
+    note = leaderboard.zoo_difference({"mnist-hparams": _Zoo(["width", "lr", "seed"])})
+    assert ("'mnist-hparams' (quick preset): 80 models on mnist, varying width, lr, seed, architectures mlp and "
+            "cnn, 2 seed(s) per grid point, each stopped at training cross-entropy ≤ 0.01 or after 200 epochs "
+            "(capped models left out), trained on 500 points") in note
+    assert "dropout and optimizer" in note and paper_values.JIANG in note and paper_values.DZIUGAITE in note
+    assert ("Ours: 80 models, far fewer than theirs, no depth or batch_size or weight_decay or dropout or "
+            "optimizer axis") in note
+
+
+def test_the_note_names_only_the_axes_our_zoos_lack():
+    axes = ["depth", "width", "batch_size", "lr", "weight_decay", "dropout"]
+    note = leaderboard.zoo_difference({"a": _Zoo(axes, size=3000), "b": _Zoo(["optimizer"], size=2000)})
+    assert "Ours: 5000 models, fewer than theirs, so the paper columns" in note
+    assert "axis" not in note
+    assert "Ours:" not in leaderboard.zoo_difference({"nk-m-sweep": _Zoo(["m"])})

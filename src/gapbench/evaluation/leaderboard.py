@@ -5,7 +5,8 @@ The paper columns put, beside our τ, Ψ and sign error, the published scores of
 :mod:`.paper_values`: the paper's name and equation for it (Jiang et al. 2020's App. C), how it relates to
 ours ('identical' or 'same ranks'), and each score read from Jiang et al.'s Kendall-coefficient tables or
 Dziugaite et al.'s sign-error results with its citation; "not transcribed" where none was read (the papers'
-zoos are CIFAR-10/SVHN convolutional networks, and the closing note says how ours differs).
+zoos are CIFAR-10/SVHN convolutional networks, and the closing note says how ours differs). A measure that
+only resembles a paper measure gets no paper score, and its cell says why ("not comparable: ...").
 
 The closing note is computed from the scores, never written in advance: the top five by Ψ and by the PGDL
 score; whether sharpness / PAC-Bayes-flatness measures lead (the best measure by Ψ is a registered
@@ -89,22 +90,40 @@ def _names(rows: list[dict[str, Any]], column: str) -> str:
     return ", ".join(f"{r['quantity']} ({r[column]:.3g})" for r in rows) or "none computable on this zoo"
 
 
+JIANG_AXES = ("depth", "width", "batch_size", "lr", "weight_decay", "dropout", "optimizer")   # their 7 axes
+JIANG_MODELS = 10_000      # "We train over 10,000 convolutional networks" (Jiang et al. 2020, abstract)
+
+
 def zoo_difference(zoos: dict) -> str:
-    """How the ranking zoos differ from the papers': size, data, what varies, the stop rule."""
-    parts = [_our_zoo(name, zoo) for name, zoo in zoos.items() if name not in ("nk-m-sweep", "nk-hypersphere")]
-    ours = "; ".join(parts) or "no ranking zoo"
-    return (f"How our zoo differs: {ours}. {JIANG} ranked over 10,000 convolutional networks (NiN-style) on "
-            f"CIFAR-10 and SVHN, varying depth, width, batch size, learning rate, weight decay, dropout and "
-            f"optimizer, every model trained to training cross-entropy 0.01; {DZIUGAITE} coupled networks on the "
-            f"same kind of data with 10,000 test points per gap. Our MLPs and small CNN on a few hundred MNIST "
-            f"points are far fewer and smaller, with no dropout or optimizer axis, so the paper columns are "
-            f"comparable in sign at best, and Ψ and PGDL rest on few groups.")
+    """How the ranking zoos differ from the papers': size, data, architectures, seeds, what varies, the stop
+    rule, each read from the zoos; the papers' side is their stated setup."""
+    ranking = {name: zoo for name, zoo in zoos.items() if name not in ("nk-m-sweep", "nk-hypersphere")}
+    ours = "; ".join(_our_zoo(name, zoo) for name, zoo in ranking.items()) or "no ranking zoo"
+    text = (f"How our zoo differs: {ours}. {JIANG} ranked over {JIANG_MODELS:,} convolutional networks "
+            f"(NiN-style) on CIFAR-10 and SVHN, varying depth, width, batch size, learning rate, weight decay, "
+            f"dropout and optimizer, every model trained to training cross-entropy 0.01; {DZIUGAITE} scored pairs "
+            f"of NiN networks on CIFAR-10 and SVHN that differ in one hyperparameter, each gap measured on 10,000 "
+            f"test points (their create_environments.py), about 10,000 models in all (their data README).")
+    if not ranking:
+        return text
+    total = sum(len(zoo) for zoo in ranking.values())
+    varied = {hp for zoo in ranking.values() for hp in zoo.varied}
+    missing = [hp for hp in JIANG_AXES if hp not in varied]
+    size = f"{total} models, {'far ' if total * 10 <= JIANG_MODELS else ''}fewer than theirs" \
+        if total < JIANG_MODELS else f"{total} models"
+    axes = f", no {' or '.join(missing)} axis" if missing else ""
+    return f"{text} Ours: {size}{axes}, so the paper columns are comparable in sign at best, and Ψ and PGDL " \
+           f"rest on few groups."
 
 
 def _our_zoo(name: str, zoo) -> str:
     datasets = ", ".join(zoo.provenance.get("datasets", []))
     params = getattr(zoo, "params", {}) or {}
     text = f"'{name}' ({zoo.preset} preset): {len(zoo)} models on {datasets}, varying {', '.join(zoo.varied)}"
+    if "archs" in params:
+        text += f", architectures {' and '.join(params['archs'])}"
+    if "seeds" in params:
+        text += f", {params['seeds']} seed(s) per grid point"
     if "loss_threshold" in params:
         text += (f", each stopped at training cross-entropy ≤ {params['loss_threshold']} or after "
                  f"{params.get('max_epochs', '?')} epochs (capped models left out)")
@@ -138,9 +157,10 @@ def _table(rows: list[dict[str, Any]], column: str) -> str:
 
 def _paper_cells(r: dict[str, Any]) -> str:
     """The published scores beside ours: a number where one was read, '—' where the papers have the measure
-    but no number was transcribed, blank where they have no counterpart."""
+    but no number was transcribed, blank where they have no counterpart (with why, for a partial match)."""
     if not r["paper_measure"]:
-        return "<td></td>" * 4
+        partial = r.get("paper_partial", "")
+        return "<td></td>" * 3 + (f"<td>not comparable: {html.escape(partial)}</td>" if partial else "<td></td>")
     scores = "".join(f"<td>{'—' if r[c] is None else _fmt(r[c])}</td>"
                      for c in ("paper_tau", "paper_psi", "paper_sign_error"))
     return f"{scores}<td>{html.escape(r['paper_measure'])}: {html.escape(r['paper_source'])}</td>"
