@@ -100,8 +100,8 @@ def spectral_product(model: nn.Module, data: XY | None, init: nn.Module | None, 
 
 
 @MEASURES.register("spectral_sum", kind="norm", needs_data=False, needs_init=False, higher_is_better=False,
-          reference="Jiang et al. 2020, Fantastic generalization measures, Eq. (35) before its log and 1/d "
-                    "(Σ_l ‖W_l‖₂)")
+          reference="Σ_l ‖W_l‖₂, the plain sum of the layers' operator norms (a baseline; not Jiang et al. 2020's "
+                    "'log.sum.of.spec', Eq. (35), which is log(d·(Π_l ‖W_l‖₂²)^{1/d}), a geometric mean)")
 def spectral_sum(model: nn.Module, data: XY | None, init: nn.Module | None, *, conv: str = "fft",
                  method: str = "exact", iters: int = POWER_ITERS, seed: int = 0, input_shape=None) -> float:
     """Σ_l ‖W_l‖₂ (same options as spectral_product)."""
