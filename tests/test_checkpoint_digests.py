@@ -99,3 +99,13 @@ def test_checkpoint_digest_sees_every_change(edit):
     payload = checkpoint_payload("seeded")
     edit(payload)
     assert checkpoint.weights_digest(payload) != PINNED_CHECKPOINT["seeded"]
+
+
+def test_named_sha256_against_hashlib_by_hand():
+    """gapbench.digest's byte stream written out for two items: a non-contiguous int32 tensor, then a string."""
+    from gapbench.digest import named_sha256
+    tensor = torch.tensor([[1, 2], [3, 4]], dtype=torch.int32).T           # values in C order: 1, 3, 2, 4
+    expected = hashlib.sha256(b"w:torch.int32:[2, 2]\n" + bytes([1, 0, 0, 0, 3, 0, 0, 0, 2, 0, 0, 0, 4, 0, 0, 0])
+                              + b"tag=<'a'>\n").hexdigest()
+    assert named_sha256([("w", tensor), ("tag", "a")], lambda value: f"<{value!r}>") == expected
+    assert named_sha256([("tag", "a"), ("w", tensor)], lambda value: f"<{value!r}>") != expected     # order counts
