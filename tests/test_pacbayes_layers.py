@@ -5,6 +5,7 @@ the local reparameterisation would change them). Float64, so the pins hold to 1e
 import pytest
 import torch
 
+from gapbench.errors import GapbenchError
 from gapbench.pacbayes import GaussianWeights, ProbConv2d, ProbLinear
 from gapbench.pacbayes.layers import MODES
 
@@ -76,3 +77,13 @@ def test_the_draws_come_from_the_generator():
             a = layer(x, mode, torch.Generator().manual_seed(3))
             b = layer(x, mode, torch.Generator().manual_seed(4))
             assert torch.equal(a, b) == (mode == "mean")
+
+
+def test_wrong_weight_dimensions_are_refused_and_the_base_is_abstract():
+    with pytest.raises(GapbenchError, match=r"ProbLinear needs a 2-D weight \(out, in\); got shape \(2, 3, 1, 1\)\."):
+        ProbLinear(_gaussian((2, 3, 1, 1), 0))
+    with pytest.raises(GapbenchError, match=r"ProbConv2d needs a 4-D kernel \(out, in, kh, kw\); got shape \(2, 3\)\."):
+        ProbConv2d(_gaussian((2, 3), 0))
+    from gapbench.pacbayes.layers import ProbLayer
+    with pytest.raises(TypeError, match="abstract"):
+        ProbLayer(_gaussian((2, 3), 0), None, 2, "weight (out, in)")
