@@ -54,3 +54,23 @@ def test_bad_arch_and_init_messages():
         build_model(ModelConfig(arch="mpl"), (4,), 2)
     with pytest.raises(GapbenchError, match="The 'init' parameter of ModelConfig must be one of"):
         build_model(ModelConfig(init="xavier"), (4,), 2)
+
+
+# PBB's CNN (pbb/models.py CNNet4l) at seed 0: parameter names and shapes that saved checkpoints carry, and
+# Σ|w| per tensor as built at c401db0, before gapbench.pacbayes.pbb_cnn became a ModelConfig with layout 'pbb'.
+PBB_CNN_SEED0 = {"0.weight": ((32, 1, 3, 3), 47.56093341129599), "0.bias": ((32,), 3.9336500596255064),
+                 "2.weight": ((64, 32, 3, 3), 541.9706907133336), "2.bias": ((64,), 1.7821289859712124),
+                 "6.weight": ((128, 9216), 6145.225663647909), "6.bias": ((128,), 0.6340182459307471),
+                 "8.weight": ((10, 128), 55.35067165885994), "8.bias": ((10,), 0.4853702266700566)}
+
+
+def test_pbb_layout_is_pacbayes_pbb_cnn_with_pinned_names_shapes_and_init():
+    from gapbench.pacbayes import pbb_cnn
+    cfg = ModelConfig(arch="cnn", width=32, options={"layout": "pbb", "conv2_width": 64, "fc_width": 128})
+    built, pbb = build_model(cfg, (1, 28, 28), 10).state_dict(), pbb_cnn(seed=0).state_dict()
+    assert list(built) == list(pbb) == list(PBB_CNN_SEED0)
+    for name, (shape, abs_sum) in PBB_CNN_SEED0.items():
+        assert torch.equal(built[name], pbb[name]) and tuple(pbb[name].shape) == shape
+        assert float(pbb[name].double().abs().sum()) == pytest.approx(abs_sum, rel=1e-6)
+    layers = [type(m).__name__ for m in pbb_cnn(seed=0)]
+    assert layers == ["Conv2d", "ReLU", "Conv2d", "ReLU", "MaxPool2d", "Flatten", "Linear", "ReLU", "Linear"]

@@ -35,7 +35,6 @@ over the target (and the directory fsync'ed); a crash at any point leaves either
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import math
@@ -51,6 +50,7 @@ import torch
 from torch import nn
 
 from .config import RunConfig, from_dict, signature, to_dict
+from .digest import named_sha256
 from .errors import GapbenchError
 from .models import build_model
 from .provenance import provenance
@@ -148,21 +148,14 @@ def weights_digest(payload: dict[str, Any]) -> str:
     """Hex SHA-256 over state_dict, init_state (each in sorted key order), train_indices and init_source: for
     every tensor its path, dtype, shape and raw bytes, for init_source's other leaves their path and repr, so
     changing any weight, name, shape or the recorded origin of the initial weights changes the digest
-    (init_source decides whether a PAC-Bayes prior counts as data-free: bounds/pacbayes.py)."""
-    digest = hashlib.sha256()
+    (init_source decides whether a PAC-Bayes prior counts as data-free: bounds/pacbayes.py). The byte stream
+    is gapbench.digest.named_sha256's."""
     items = [(f"state_dict/{k}", payload["state_dict"][k]) for k in sorted(payload["state_dict"])]
     items += [(f"init_state/{k}", payload["init_state"][k]) for k in sorted(payload["init_state"])]
     items.append(("train_indices/", torch.as_tensor(payload["train_indices"])))
     if "init_source" in payload:
         items += _leaves("init_source", payload["init_source"])
-    for name, value in items:
-        if isinstance(value, torch.Tensor):
-            flat = value.detach().cpu().contiguous().reshape(-1)
-            digest.update(f"{name}:{flat.dtype}:{list(value.shape)}\n".encode())
-            digest.update(flat.view(torch.uint8).numpy().tobytes())
-        else:
-            digest.update(f"{name}={type(value).__name__}:{value!r}\n".encode())
-    return digest.hexdigest()
+    return named_sha256(items, lambda value: f"{type(value).__name__}:{value!r}")
 
 
 def is_verified(path: str | Path) -> bool:

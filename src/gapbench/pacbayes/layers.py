@@ -3,7 +3,7 @@
 Each parameter tensor is a :class:`GaussianWeights`: the posterior N(mu, std²) with std = softplus(rho) (so
 the std stays positive while mu and rho are trained freely, as in PBB), and the prior N(prior_mean,
 prior_std²) held as buffers (fixed, saved with the state). :class:`ProbLinear` and :class:`ProbConv2d` hold
-one for the weight and one for the bias (if any).
+one for the weight and one for the bias (if any); their common forward is :class:`ProbLayer`'s.
 
 Randomness: a layer's ``forward(x, mode, generator)`` draws only from the ``torch.Generator`` it is passed,
 never from the global RNG (a CUDA net needs a CUDA generator); ``mode="mean"`` draws nothing. Modes:
@@ -50,6 +50,8 @@ References:
 """
 
 from __future__ import annotations
+
+from abc import ABC, abstractmethod
 
 import torch
 import torch.nn.functional as F
@@ -136,13 +138,14 @@ class GaussianWeights(nn.Module):
         return (torch.log(self.prior_std / std) + ratio - 0.5).sum()
 
 
-class ProbLinear(nn.Module):
-    """A Linear layer with a Gaussian posterior and prior over its weight (out, in) and bias (out,)."""
+class ProbLayer(nn.Module, ABC):
+    """A weight layer out = op(x; W, b) with W, b ~ Q: the mode checks and the 'mean' and 'shared' forwards are
+    common; a subclass gives the deterministic op (:meth:`_op`) and its exact per-example draw (module doc)."""
 
-    def __init__(self, weight: GaussianWeights, bias: GaussianWeights | None = None):
+    def __init__(self, weight: GaussianWeights, bias: GaussianWeights | None, dims: int, what: str):
         super().__init__()
-        if weight.mu.dim() != 2:
-            raise GapbenchError(f"ProbLinear needs a 2-D weight (out, in); got shape {tuple(weight.mu.shape)}.")
+        if weight.mu.dim() != dims:
+            raise GapbenchError(f"{type(self).__name__} needs a {dims}-D {what}; got shape {tuple(weight.mu.shape)}.")
         self.weight, self.bias = weight, bias
 
     def kl(self) -> torch.Tensor:
@@ -154,9 +157,32 @@ class ProbLinear(nn.Module):
         check_generator(mode, generator, f"{type(self).__name__}.forward()")
         bias = self.bias
         if mode == "mean":
-            return F.linear(x, self.weight.mu, None if bias is None else bias.mu)
-        if mode == "shared":
-            return F.linear(x, self.weight.sample(generator), None if bias is None else bias.sample(generator))
+            return self._op(x, self.weight.mu, None if bias is None else bias.mu)
+        if mode == "shared":                       # one draw for the batch: the weight's, then the bias's
+            return self._op(x, self.weight.sample(generator), None if bias is None else bias.sample(generator))
+        return self._per_example(x, generator)
+
+    @abstractmethod
+    def _op(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        """The deterministic layer with this weight and bias."""
+
+    @abstractmethod
+    def _per_example(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """Outputs with the law of an independent weight draw per example (module doc), from `generator`."""
+
+
+class ProbLinear(ProbLayer):
+    """A Linear layer with a Gaussian posterior and prior over its weight (out, in) and bias (out,)."""
+
+    def __init__(self, weight: GaussianWeights, bias: GaussianWeights | None = None):
+        super().__init__(weight, bias, 2, "weight (out, in)")
+
+    def _op(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        return F.linear(x, weight, bias)
+
+    def _per_example(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """The local reparameterisation: x·μ_Wᵀ + μ_b + sqrt(x²·σ_W²ᵀ + σ_b²) ⊙ ε."""
+        bias = self.bias
         mean = F.linear(x, self.weight.mu, None if bias is None else bias.mu)
         var = F.linear(x.square(), self.weight.var(), None if bias is None else bias.var())
         eps = torch.randn(mean.shape, generator=generator, dtype=mean.dtype, device=mean.device)
@@ -165,40 +191,26 @@ class ProbLinear(nn.Module):
         return mean.addcmul_(var.clamp_min_(VAR_FLOOR).sqrt_(), eps)   # Monte Carlo passes: no new buffers
 
 
-class ProbConv2d(nn.Module):
+class ProbConv2d(ProbLayer):
     """A Conv2d (groups = 1) with a Gaussian posterior and prior over its kernel and bias."""
 
     def __init__(self, weight: GaussianWeights, bias: GaussianWeights | None = None, *,
                  stride: tuple[int, int] | int = 1, padding: tuple[int, int] | int | str = 0,
                  dilation: tuple[int, int] | int = 1):
-        super().__init__()
-        if weight.mu.dim() != 4:
-            raise GapbenchError(f"ProbConv2d needs a 4-D kernel (out, in, kh, kw); got shape "
-                                f"{tuple(weight.mu.shape)}.")
-        self.weight, self.bias = weight, bias
+        super().__init__(weight, bias, 4, "kernel (out, in, kh, kw)")
         self.stride, self.padding, self.dilation = stride, padding, dilation
 
-    def kl(self) -> torch.Tensor:
-        return self.weight.kl() + (self.bias.kl() if self.bias is not None else 0.0)
+    def _op(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+            groups: int = 1) -> torch.Tensor:
+        return F.conv2d(x, weight, bias, self.stride, self.padding, self.dilation, groups)
 
-    def _conv(self, x: torch.Tensor, kernel: torch.Tensor, bias: torch.Tensor | None,
-              groups: int = 1) -> torch.Tensor:
-        return F.conv2d(x, kernel, bias, self.stride, self.padding, self.dilation, groups)
-
-    def forward(self, x: torch.Tensor, mode: str = "per_example",
-                generator: torch.Generator | None = None) -> torch.Tensor:
-        check_mode(mode, f"{type(self).__name__}.forward()")
-        check_generator(mode, generator, f"{type(self).__name__}.forward()")
-        bias = self.bias
-        if mode == "mean":
-            return self._conv(x, self.weight.mu, None if bias is None else bias.mu)
-        if mode == "shared":
-            return self._conv(x, self.weight.sample(generator), None if bias is None else bias.sample(generator))
+    def _per_example(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """One kernel per example, all n applied in one grouped convolution (groups = n)."""
         n, channels = x.shape[:2]
         kernels = self.weight.sample(generator, (n,))                  # (n, out, in, kh, kw): one per example
         out_channels = kernels.shape[1]
-        out = self._conv(x.reshape(1, n * channels, *x.shape[2:]), kernels.flatten(0, 1), None, groups=n)
+        out = self._op(x.reshape(1, n * channels, *x.shape[2:]), kernels.flatten(0, 1), None, groups=n)
         out = out.reshape(n, out_channels, *out.shape[2:])
-        if bias is not None:
-            out = out + bias.sample(generator, (n,))[:, :, None, None]
+        if self.bias is not None:
+            out = out + self.bias.sample(generator, (n,))[:, :, None, None]
         return out

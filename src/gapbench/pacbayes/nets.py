@@ -23,7 +23,7 @@ from torch import nn
 
 from ..config import ModelConfig
 from ..errors import GapbenchError, check_positive_float, check_positive_int, param_error
-from ..models import build_model, init_weights
+from ..models import build_model
 from .layers import GaussianWeights, ProbConv2d, ProbLinear, check_generator, check_mode
 
 PROB_TYPES = (ProbLinear, ProbConv2d)
@@ -206,12 +206,11 @@ def pbb_fcn(seed: int) -> nn.Sequential:
 
 def pbb_cnn(seed: int) -> nn.Sequential:
     """PBB's MNIST CNN (pbb/models.py CNNet4l) for 1×28×28 inputs: conv 32@3×3, ReLU, conv 64@3×3, ReLU,
-    max-pool 2, FC 9216→128, ReLU, FC 128→10, with biases; initialised as :func:`pbb_fcn`."""
-    with torch.random.fork_rng(devices=[]):       # the constructors' default init draws from the global RNG
-        model = nn.Sequential(nn.Conv2d(1, 32, 3), nn.ReLU(), nn.Conv2d(32, 64, 3), nn.ReLU(), nn.MaxPool2d(2),
-                              nn.Flatten(), nn.Linear(9216, 128), nn.ReLU(), nn.Linear(128, 10))
-    init_weights(model, "torch_default", seed)
-    return model
+    max-pool 2, FC 9216→128, ReLU, FC 128→10, with biases; initialised as :func:`pbb_fcn`. It is
+    :func:`gapbench.models.pbb_cnn`, the CNN of ``ModelConfig(arch='cnn', options={'layout': 'pbb', ...})``."""
+    cfg = ModelConfig(arch="cnn", width=32, bias=True, init_seed=seed,
+                      options={"layout": "pbb", "conv2_width": 64, "fc_width": 128})
+    return build_model(cfg, (1, 28, 28), 10)
 
 
 def predict_errors(net: ProbNet, x: torch.Tensor, y: torch.Tensor, *, mode: str,

@@ -22,7 +22,6 @@ A PAC-Bayes checkpoint is a ``torch.save`` dict readable with ``torch.load(weigh
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import warnings
@@ -35,6 +34,7 @@ from torch import nn
 
 from ..checkpoint import atomic_write_bytes
 from ..config import ModelConfig, from_dict, to_dict
+from ..digest import named_sha256
 from ..errors import GapbenchError
 from ..models import build_model
 from ..provenance import provenance
@@ -75,19 +75,14 @@ def prior_points(record: dict[str, Any]) -> tuple[torch.Tensor, str] | None:
 
 
 def _digest(payload: dict[str, Any]) -> str:
-    digest = hashlib.sha256()
+    """weights_sha256 (gapbench.digest.named_sha256): state_dict in sorted key order, bound_indices, prior_record's
+    fields in sorted key order, then the JSON fields, kind, prior_std, input_shape and num_classes; every
+    non-tensor value as canonical JSON (a nested tensor by its repr)."""
     items = [(f"state_dict/{k}", payload["state_dict"][k]) for k in sorted(payload["state_dict"])]
     items += [("bound_indices", payload["bound_indices"])]
     items += [(f"prior_record/{k}", payload["prior_record"][k]) for k in sorted(payload["prior_record"])]
     items += [(key, payload[key]) for key in (*_JSON_FIELDS, "kind", "prior_std", "input_shape", "num_classes")]
-    for name, value in items:
-        if isinstance(value, torch.Tensor):
-            flat = value.detach().cpu().contiguous().reshape(-1)
-            digest.update(f"{name}:{flat.dtype}:{list(value.shape)}\n".encode())
-            digest.update(flat.view(torch.uint8).numpy().tobytes())
-        else:
-            digest.update(f"{name}={json.dumps(value, sort_keys=True, default=repr)}\n".encode())
-    return digest.hexdigest()
+    return named_sha256(items, lambda value: json.dumps(value, sort_keys=True, default=repr))
 
 
 def _cpu(value: Any) -> Any:
