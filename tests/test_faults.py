@@ -18,7 +18,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from gapbench import checkpoint
+from gapbench import atomic, checkpoint
 from gapbench.cli import main
 from gapbench.config import signature
 from gapbench.experiments import EXPERIMENTS
@@ -200,7 +200,7 @@ def test_orphan_temp_files_are_removed_and_only_ours(tmp_path):
 def test_atomic_writes_follow_the_umask(tmp_path, umask, mode):
     old = os.umask(umask)
     try:
-        checkpoint.atomic_write_bytes(tmp_path / "f.bin", b"x")
+        atomic.atomic_write_bytes(tmp_path / "f.bin", b"x")
     finally:
         os.umask(old)
     assert (tmp_path / "f.bin").stat().st_mode & 0o777 == mode

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from .checkpoint import TEMP_NAME
+from .atomic import TEMP_NAME
 
 LOCK_NAME = ".lock"
 

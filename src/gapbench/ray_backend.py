@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from .checkpoint import atomic_write_bytes
+from .atomic import atomic_write_bytes
 from .config import Runtime
 from .errors import GapbenchError
 from .store import Store

@@ -24,7 +24,7 @@ import matplotlib
 matplotlib.use("Agg")  # no display on the machines; set before pyplot is imported
 import matplotlib.pyplot as plt  # noqa: E402
 
-from .checkpoint import atomic_write_bytes  # noqa: E402
+from .atomic import atomic_write_bytes  # noqa: E402
 
 CAPTION_CHARS = 170   # characters of 8 pt monospace across the 12-inch figure (about 4.8 pt each, 864 pt wide)
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..checkpoint import atomic_write_bytes
+from ..atomic import atomic_write_bytes
 from ..report import figure_bytes, html_page, params_table, plt
 
 TESTS = ("m_test", "sprime", "validity", "ranking", "cost")

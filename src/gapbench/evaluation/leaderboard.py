@@ -22,7 +22,7 @@ import io
 from pathlib import Path
 from typing import Any
 
-from ..checkpoint import atomic_write_bytes
+from ..atomic import atomic_write_bytes
 from ..report import html_page
 from .card import Card, verdict_of
 from .paper_values import DZIUGAITE, JIANG, paper_columns

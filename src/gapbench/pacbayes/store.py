@@ -32,7 +32,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..checkpoint import atomic_write_bytes
+from ..atomic import atomic_write_bytes
 from ..config import ModelConfig, from_dict, to_dict
 from ..digest import named_sha256
 from ..errors import GapbenchError

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ..checkpoint import atomic_write_bytes
+from ..atomic import atomic_write_bytes
 from ..config import RunConfig, Runtime, from_dict, signature
 from ..errors import GapbenchError
 from ..experiments.execute import STORE_NAME

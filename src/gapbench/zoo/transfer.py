@@ -25,7 +25,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..checkpoint import atomic_write_bytes
+from ..atomic import atomic_write_bytes
 from ..config import signature, to_dict
 from ..data import pool_id
 from ..data.files import file_digest
