@@ -25,12 +25,26 @@ def jiang_tau(points: list[tuple[float, float]]) -> float:
     return total / (len(points) * (len(points) - 1))
 
 
+def seed_means(hps, measure, gap):
+    """One entry per distinct dict of hyperparameters, with the plain mean of its models' measures and of
+    their gaps (a Python loop over a dict of lists)."""
+    points: dict[tuple, list[int]] = {}
+    for k, h in enumerate(hps):
+        points.setdefault(tuple(sorted(h.items())), []).append(k)
+    out_hps = [dict(key) for key in points]
+    out_measure = [sum(measure[k] for k in ks) / len(ks) for ks in points.values()]
+    out_gap = [sum(gap[k] for k in ks) / len(ks) for ks in points.values()]
+    return out_hps, out_measure, out_gap
+
+
 def psi(hps, measure, gap):
-    """Jiang et al. 2020 Eq. (4)–(5): for each hp i, loop over the product of the other hps' value sets;
-    τ of the models at that point (groups of fewer than two models skipped); mean over points; mean over i."""
+    """Jiang et al. 2020 Eq. (4)–(5) with the seeds of a grid point averaged first: for each hp i, loop over
+    the product of the other hps' value sets; τ of the points there (groups of fewer than two skipped); ψ_i
+    the mean over groups (undefined without one); Ψ the mean over the defined ψ_i. Returns (Ψ, ψ, groups)."""
+    hps, measure, gap = seed_means(hps, measure, gap)
     names = sorted(hps[0])
-    values = {n: sorted({h[n] for h in hps}) for n in names}
-    per_hp = {}
+    values = {n: sorted({h[n] for h in hps}, key=repr) for n in names}
+    per_hp, groups = {}, {}
     for name in names:
         others = [n for n in names if n != name]
         taus = []
@@ -39,8 +53,10 @@ def psi(hps, measure, gap):
                      if all(h[n] == v for n, v in zip(others, point, strict=True))]
             if len(group) >= 2:
                 taus.append(jiang_tau(group))
-        per_hp[name] = sum(taus) / len(taus)
-    return sum(per_hp.values()) / len(per_hp), per_hp
+        groups[name] = len(taus)
+        if taus:
+            per_hp[name] = sum(taus) / len(taus)
+    return sum(per_hp.values()) / len(per_hp), per_hp, groups
 
 
 def pgdl_entropy(counts) -> float:
@@ -52,9 +68,12 @@ def pgdl_entropy(counts) -> float:
 def pgdl_cmi(hps, measure, gap) -> float:
     """The PGDL scoring program's loop structure: for ordered h1 != h2, a 2 x 2 x prod|V|^2 table over every
     ordered pair of models (self-pairs included, strict '>'), per-cell MI and H(gap), plain means over
-    cells, ratio of the means, minimum over (h1, h2)."""
+    cells, ratio of the means, minimum over (h1, h2). Beyond the grids the program accepts (complete, one
+    model per point): the seeds of a point are averaged first (seed_means) and a cell with no pair (a missing
+    combination) is left out of both means."""
+    hps, measure, gap = seed_means(hps, measure, gap)
     names = list(hps[0])
-    possible = {n: sorted({h[n] for h in hps}) for n in names}
+    possible = {n: sorted({h[n] for h in hps}, key=repr) for n in names}
     best = math.inf
     for h1 in names:
         for h2 in names:
@@ -69,9 +88,13 @@ def pgdl_cmi(hps, measure, gap) -> float:
                     key = (hps[i][h1], hps[j][h1], hps[i][h2], hps[j][h2])
                     table[key][k0][k1] += 1
             mi_sum = h_sum = 0.0
+            cells = 0
             for key in keys:
                 t = table[key]
                 total = sum(map(sum, t))
+                if total == 0:
+                    continue
+                cells += 1
                 row = [t[0][0] + t[0][1], t[1][0] + t[1][1]]
                 col = [t[0][0] + t[1][0], t[0][1] + t[1][1]]
                 for a in range(2):
@@ -80,7 +103,7 @@ def pgdl_cmi(hps, measure, gap) -> float:
                         if joint:
                             mi_sum += joint * math.log2(joint / ((row[a] / total) * (col[b] / total)))
                 h_sum += pgdl_entropy(row)
-            best = min(best, (mi_sum / len(keys)) / (h_sum / len(keys)))
+            best = min(best, (mi_sum / cells) / (h_sum / cells))
     return best
 
 

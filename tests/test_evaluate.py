@@ -182,6 +182,11 @@ def test_the_leaderboard_ranks_every_quantity_of_the_pool_by_each_score(out, use
     psi = [float(r["psi_gap"]) for r in rows if r["psi_gap"]]
     assert psi == sorted(psi, reverse=True) and psi
     assert "Top five by Ψ" in result.leaderboard["note"] and "PGDL" in result.leaderboard["note"]
+    assert "none computable" not in result.leaderboard["note"]
+    for column in ("psi_gap", "pgdl_gap"):                     # the CSV states the top five by each score
+        by_rank = sorted((int(r[f"rank_{column}"]), float(r[column])) for r in rows if r[column])
+        assert [rank for rank, _ in by_rank] == list(range(1, len(by_rank) + 1)) and by_rank
+        assert [v for _, v in by_rank] == sorted((v for _, v in by_rank), reverse=True)
     html = Path(result.leaderboard["html"]).read_text()
     assert "Closing note" in html and "How our zoo differs" in html
     paper = {r["quantity"]: r for r in rows}

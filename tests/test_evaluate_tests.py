@@ -3,9 +3,13 @@
 
 from __future__ import annotations
 
+import itertools
 import math
+import sys
+from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 
 from gapbench.evaluation.nk_tests import GROWS, m_test, margin_applies, sprime_test
@@ -13,6 +17,9 @@ from gapbench.evaluation.scores import cost_test, ranking_test, validity_test
 from gapbench.evaluation.values import Value
 from gapbench.measures import MEASURES
 from gapbench.quantity import builtin_quantity, quantity_of
+
+sys.path.insert(0, str(Path(__file__).parent))
+import reference_ranking as ref  # noqa: E402
 
 COMPLEXITY = builtin_quantity(MEASURES.get("bartlett2017_complexity"), "measure")
 
@@ -97,6 +104,48 @@ def test_ranking_negates_a_higher_is_better_measure_and_reports_why_a_score_is_m
     assert result.scores["gap"]["psi"] is None and "seed" in result.reasons["gap"]["psi"]
 
 
+def quick_like_zoo(seed: int):
+    """An in-memory zoo shaped like mnist-hparams' quick preset: MLPs (depth 1/3, width 64/256) and the CNN
+    (depth 2, width 8) x lr x batch size x weight decay x 2 seeds = 80 models, of which 6 are capped (not
+    among the zoo's models) and one more has no value of the measure."""
+    rng = np.random.default_rng(seed)
+    models = []
+    for arch in ("mlp", "cnn"):
+        shapes = itertools.product([1, 3], [64, 256]) if arch == "mlp" else [(2, 8)]
+        for (depth, width), lr, batch, decay, s in itertools.product(shapes, [0.02, 0.1], [32, 128], [0.0, 5e-4],
+                                                                      [0, 1]):
+            hp = dict(dataset="mnist", arch=arch, depth=depth, width=width, lr=lr, batch_size=batch,
+                      weight_decay=decay, n_train=500, seed=s)
+            test_error = 0.05 + 0.1 * rng.random()
+            models.append(SimpleNamespace(id=f"m{len(models)}", hp=hp, test_error=test_error, train_error=0.0,
+                                          gap=test_error))
+    capped = {3, 17, 40, 41, 66, 77}                         # 40, 41: both seeds of one MLP grid point
+    models = [m for k, m in enumerate(models) if k not in capped]
+    values = {m.id: Value(float(rng.random()), 0.1) for m in models}
+    values[models[10].id] = Value(None, 0.1, "raised", "boom")
+    return models, values
+
+
+def test_ranking_computes_psi_and_pgdl_on_a_zoo_with_two_architectures_seeds_and_capped_models():
+    models, values = quick_like_zoo(0)
+    varied = ["arch", "batch_size", "dataset", "depth", "lr", "seed", "weight_decay", "width"]  # 'dataset' is
+    result = ranking_test(_measure(), models, values, varied, n_test=2000)                   # constant: dropped
+    ok = [m for m in models if values[m.id].ok]
+    hps = [{k: m.hp[k] for k in ("arch", "batch_size", "depth", "lr", "weight_decay", "width")} for m in ok]
+    measure, gap = [values[m.id].value for m in ok], [m.gap for m in ok]
+    psi, per_hp, groups = ref.psi(hps, measure, gap)
+    assert result.n_models == 74 and result.n_failed == 1
+    assert result.scores["gap"]["psi"] == pytest.approx(psi) and result.per_hp_psi == pytest.approx(per_hp)
+    # 39 grid points: the MLPs' 31 (one lost both seeds) give 15 groups for depth and for width and 15 for
+    # lr, batch size and weight decay; the CNN's 8 add 4 each to those three; the architecture never varies alone
+    assert result.psi_groups == groups == {"arch": 0, "batch_size": 19, "depth": 15, "lr": 19,
+                                           "weight_decay": 19, "width": 15}
+    assert result.scores["gap"]["pgdl"] == pytest.approx(ref.pgdl_cmi(hps, measure, gap), rel=1e-9)
+    test_error = [m.test_error for m in ok]
+    assert result.scores["test_error"]["psi"] == pytest.approx(ref.psi(hps, measure, test_error)[0])
+    assert set(result.reasons["gap"]) <= {"sign_error"}       # 2 seeds: no environment reaches ESS 12
+
+
 def test_cost_is_the_median_over_successful_timings():
     values = [Value(1.0, 2.0), Value(1.0, 4.0), Value(None, 100.0, "raised", "x"), Value(1.0, 3.0)]
     result = cost_test(COMPLEXITY, values)
@@ -105,6 +154,19 @@ def test_cost_is_the_median_over_successful_timings():
 
 def _row(name, psi, pgdl, tau, sharpness=False):
     return {"quantity": name, "psi_gap": psi, "pgdl_gap": pgdl, "tau_gap": tau, "sharpness": sharpness}
+
+
+def test_the_leaderboard_rows_carry_their_rank_by_every_score():
+    from gapbench.evaluation.leaderboard import with_ranks
+    rows = [dict(_row("a", 0.1, 0.3, 0.2), sign_error_gap=0.4), dict(_row("b", None, 0.5, 0.1), sign_error_gap=0.2),
+            dict(_row("c", 0.7, 0.1, None), sign_error_gap=None)]
+    for r in rows:
+        r.update({f"{score}_test_error": None for score in ("tau", "psi", "pgdl", "sign_error")})
+    ranked = {r["quantity"]: r for r in with_ranks(rows)}
+    assert [ranked[q]["rank_psi_gap"] for q in "abc"] == [2, None, 1]
+    assert [ranked[q]["rank_pgdl_gap"] for q in "abc"] == [2, 1, 3]
+    assert [ranked[q]["rank_sign_error_gap"] for q in "abc"] == [2, 1, None]     # lower is better
+    assert "rank_psi_gap" not in rows[0]                                          # the input is not mutated
 
 
 def test_the_closing_note_is_computed_from_the_scores():

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from gapbench.errors import GapbenchError
@@ -90,10 +90,11 @@ def random_grid_case(seed: int, sizes: dict[str, int], ties: bool = False):
 def test_granulated_psi_matches_the_literal_eq4(seed, ties, sizes):
     sizes = {k: v for k, v in sizes.items() if v > 1}
     hps, measure, gap = random_grid_case(seed, sizes, ties)
-    expected_psi, expected_per_hp = ref.psi(hps, measure, gap)
+    expected_psi, expected_per_hp, expected_groups = ref.psi(hps, measure, gap)
     result = granulated_psi(hps, measure, gap)
     assert result.psi == pytest.approx(expected_psi)
     assert result.per_hp == pytest.approx(expected_per_hp)
+    assert result.groups == expected_groups and result.points == len(hps)
 
 
 @settings(max_examples=25, deadline=None)
@@ -112,10 +113,85 @@ def test_psi_of_the_gap_is_one_and_of_a_random_measure_near_zero():
     assert abs(granulated_psi(hps, measure, gap).psi) < 0.2
 
 
-def test_psi_refuses_repeats():
-    with pytest.raises(GapbenchError, match=r"'hps' parameter of granulated_psi\(\) must be one model per "
-                                            r"hyperparameter combination.*Average the repeats"):
-        granulated_psi([dict(a=0), dict(a=1), dict(a=1)], [1, 2, 3], [1, 2, 3])
+# Two architectures, two seeds, an incomplete grid, in the shape of mnist-hparams: the MLP varies depth (1, 3)
+# and lr; the CNN has its own depth (2) and varies lr. (depth, lr) points and their seeds' (measure, gap):
+#   P1 mlp 1 .1: (1, .1), (3, .3) → mean (2, .2)      P2 mlp 1 .2: (5, .4), (7, .4) → (6, .4)
+#   P3 mlp 3 .1: one seed (the other capped): (1, .3)  P4 mlp 3 .2: not trained (both capped)
+#   P5 cnn 2 .1: (4, .5), (4, .7) → (4, .6)            P6 cnn 2 .2: (8, .2), (6, .2) → (7, .2)
+ARCH_MODELS = [("mlp", 1, .1, 1, .1), ("mlp", 1, .1, 3, .3), ("mlp", 1, .2, 5, .4), ("mlp", 1, .2, 7, .4),
+               ("mlp", 3, .1, 1, .3), ("cnn", 2, .1, 4, .5), ("cnn", 2, .1, 4, .7), ("cnn", 2, .2, 8, .2),
+               ("cnn", 2, .2, 6, .2)]
+
+
+def arch_case():
+    hps = [dict(arch=a, depth=d, lr=lr) for a, d, lr, _, _ in ARCH_MODELS]
+    return hps, [m for *_, m, _ in ARCH_MODELS], [g for *_, g in ARCH_MODELS]
+
+
+def test_granulated_psi_by_hand_with_seeds_two_architectures_and_a_missing_point():
+    # ψ_arch: groups by (depth, lr) hold one point each (the CNN's depth 2 is no MLP's): no group.
+    # ψ_depth: groups by (arch, lr): (mlp, .1) = P1, P3: gap .2 < .3, measure 2 > 1: τ = −1; the others hold
+    #          one point (P2; P5; P6). ψ_depth = −1 over 1 group.
+    # ψ_lr: groups by (arch, depth): (mlp, 1) = P1, P2: gap .2 < .4, measure 2 < 6: τ = 1; (cnn, 2) = P5, P6:
+    #       gap .6 > .2, measure 4 < 7: τ = −1; (mlp, 3) = P3 alone. ψ_lr = 0 over 2 groups.
+    # Ψ = mean(−1, 0) = −1/2 (ψ_arch undefined, left out). Without the seed means P1's seeds would be
+    # two points, refused or double-counted.
+    result = granulated_psi(*arch_case())
+    assert result.groups == {"arch": 0, "depth": 1, "lr": 2}
+    assert result.per_hp == pytest.approx({"depth": -1.0, "lr": 0.0})
+    assert result.psi == pytest.approx(-0.5) and result.points == 5
+    expected_psi, expected_per_hp, expected_groups = ref.psi(*arch_case())
+    assert (result.psi, result.per_hp, result.groups) == (pytest.approx(expected_psi),
+                                                          pytest.approx(expected_per_hp), expected_groups)
+
+
+def test_granulated_psi_averages_repeats_per_grid_point():
+    # the same models in a shuffled order, plus a third seed of P5 at its mean (4, .6): nothing changes
+    hps, measure, gap = arch_case()
+    order = [8, 3, 0, 5, 7, 1, 4, 6, 2]
+    shuffled = granulated_psi([hps[k] for k in order] + [hps[5]], [measure[k] for k in order] + [4.0],
+                              [gap[k] for k in order] + [0.6])
+    assert shuffled.psi == pytest.approx(-0.5) and shuffled.groups == {"arch": 0, "depth": 1, "lr": 2}
+
+
+def test_granulated_psi_refuses_a_grid_where_nothing_varies_alone():
+    # two points differing in both a and b: every group holds one point
+    with pytest.raises(GapbenchError, match=r"No two grid points in the 'hps' parameter of granulated_psi\(\) "
+                                            r"differ in a single hyperparameter \(of \['a', 'b'\]\)"):
+        granulated_psi([dict(a=0, b=0), dict(a=1, b=1), dict(a=1, b=1)], [1, 2, 3], [1, 2, 3])
+
+
+def incomplete_case(seed: int, sizes: dict[str, int], keep: float, repeats: int, ties: bool):
+    """A grid with a fraction of points dropped, then each kept model repeated up to `repeats` times (seeds),
+    with a CNN-like second architecture whose 'a' is a value of its own (-1) and that varies 'b' only."""
+    rng = np.random.default_rng(seed)
+    hps = [dict(h, arch="mlp") for h in ref.grid(sizes) if rng.random() < keep]
+    hps += [dict({n: -1 for n in sizes}, arch="cnn", b=b) for b in range(sizes["b"]) if rng.random() < keep]
+    hps = [h for h in hps for _ in range(int(rng.integers(1, repeats + 1)))]
+    draw = (lambda: rng.integers(0, 4, len(hps)).astype(float)) if ties else (lambda: rng.random(len(hps)))
+    return hps, draw(), draw()
+
+
+def varies(hps) -> bool:
+    return all(len({h[n] for h in hps}) > 1 for n in hps[0])
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 10_000), ties=st.booleans(), keep=st.sampled_from([0.6, 0.8, 1.0]),
+       repeats=st.integers(1, 3))
+def test_granulated_psi_matches_the_literal_eq4_on_incomplete_grids_with_seeds_and_two_archs(seed, ties, keep,
+                                                                                           repeats):
+    hps, measure, gap = incomplete_case(seed, {"a": 3, "b": 2, "c": 2}, keep, repeats, ties)
+    assume(len(hps) > 1 and varies(hps))
+    try:
+        expected = ref.psi(hps, measure, gap)
+    except ZeroDivisionError:                                     # no ψ_i defined: the error below
+        with pytest.raises(GapbenchError, match="No two grid points"):
+            granulated_psi(hps, measure, gap)
+        return
+    result = granulated_psi(hps, measure, gap)
+    assert result.psi == pytest.approx(expected[0])
+    assert result.per_hp == pytest.approx(expected[1]) and result.groups == expected[2]
 
 
 # ---- PGDL conditional mutual information --------------------------------------------------------------------
@@ -152,6 +228,49 @@ def test_pgdl_score_by_hand():
     assert result.score == pytest.approx(ab) and ab == pytest.approx(0.151066, abs=1e-6)
 
 
+def test_pgdl_score_by_hand_on_an_incomplete_grid_with_seeds():
+    # The hand case without the points a = 1, b = 1 (both c), and with a second seed of (a, b, c) = (1, 0, 1)
+    # at measure 3 ± 1, gap 5.5 ± 0.5 (its mean is the point's value): 6 grid points,
+    # gap = 4a + 2b + c, measure = 4a + 2b − c. MI0, H0: the "mixed" table of test_pgdl_score_by_hand.
+    hps, measure, gap = pgdl_hand_case()
+    keep = [k for k, h in enumerate(hps) if not (h["a"] == 1 and h["b"] == 1)]
+    hps, measure, gap = [hps[k] for k in keep], [measure[k] for k in keep], [gap[k] for k in keep]
+    repeat = next(k for k, h in enumerate(hps) if h == dict(a=1, b=0, c=1))
+    measure[repeat], gap[repeat] = 2.0, 4.5
+    hps, measure, gap = hps + [dict(a=1, b=0, c=1)], measure + [4.0], gap + [5.5]
+    mi0, h0 = 2.5 - 1.5 * LOG2_3, 2 - 0.75 * LOG2_3
+    # {a, b}: cells with (a, b)_i ≠ (a, b)_j: one sign (4Δa + 2Δb dominates ±Δc), 0 bits. Equal (a, b), 3
+    #   cells (00, 01, 10; 11 is empty): self-pairs (−,−)×2, c 1 vs 0 (+,−), 0 vs 1 (−,+): mixed. MI0/H0.
+    ab = mi0 / h0
+    # {a, c}: Δa ≠ 0: one sign. a = 0 (b ∈ {0, 1}): c_i = c_j: self ×2 (−,−), b 1 vs 0 (+,+), 0 vs 1
+    #   (−,−): perfect, H0 bits of each, 2 cells; c_i ≠ c_j: e.g. 001 vs 000 (+,−), 001 vs 010 (−,−),
+    #   011 vs 000 (+,+), 011 vs 010 (+,−): p = (1/4, 1/2, 0, 1/4), MI = MI0, H = H0, 2 cells. a = 1 (b = 0
+    #   only): each of its 4 cells holds one pair: 0 bits. (2·H0 + 2·MI0) / (4·H0).
+    ac = (2 * h0 + 2 * mi0) / (4 * h0)
+    # {b, c}: Δb ≠ 0 (8 cells): b = 1 only at a = 0, so a cell holds (01c vs 00c') (+,+) and (01c vs 10c')
+    #   (−,−) (or the reverse): MI = H = 1 bit each. b_i = b_j = 1 (4 cells, one pair each): 0 bits.
+    #   b_i = b_j = 0: c_i = c_j (2 cells) perfect; c_i ≠ c_j (2 cells) mixed.
+    #   (8 + 2·H0 + 2·MI0) / (8 + 4·H0): a plain mean over cells, not weighted by their 2 or 4 pairs.
+    bc = (8 + 2 * h0 + 2 * mi0) / (8 + 4 * h0)
+    result = pgdl_score(hps, measure, gap)
+    assert result.per_set == pytest.approx({("a", "b"): ab, ("a", "c"): ac, ("b", "c"): bc})
+    assert result.score == pytest.approx(ab) and result.points == 6
+    assert result.cells == {("a", "b"): 9, ("a", "c"): 16, ("b", "c"): 16}   # (a, b) points: 00, 01, 10
+    assert result.score == pytest.approx(ref.pgdl_cmi(hps, measure, gap), rel=1e-9)
+
+
+def test_pgdl_score_of_a_set_that_fixes_the_gap_order_is_zero_as_in_the_program():
+    # gap = 2a + b, c varies with no effect: under {a, b} every cell's pairs share one gap sign, so each cell
+    # has H(V_gap) = 0 and MI = 0. The program returns 0 / (−1.4e-12) = −0.0 for that set (its 1e-12 in the
+    # log), hence a score of 0; so do we.
+    hps = ref.grid({"a": 2, "b": 2, "c": 2})
+    gap = [2 * h["a"] + h["b"] for h in hps]
+    measure = list(range(8, 0, -1))
+    result = pgdl_score(hps, measure, gap)
+    assert result.per_set[("a", "b")] == 0.0 and result.score == 0.0
+    assert ref.pgdl_cmi(hps, measure, gap) == 0.0                         # −0.0 == 0.0
+
+
 def test_pgdl_score_matches_the_literal_scoring_loop_on_the_hand_case():
     assert pgdl_score(*pgdl_hand_case()).score == pytest.approx(ref.pgdl_cmi(*pgdl_hand_case()), rel=1e-9)
 
@@ -183,17 +302,24 @@ def test_pgdl_score_of_the_gap_is_maximal_and_of_a_random_measure_near_zero():
     assert 0 <= pgdl_score(hps, measure, gap).score < 0.05
 
 
-def test_pgdl_score_refuses_what_the_scoring_program_refuses():
+@settings(max_examples=20, deadline=None)
+@given(seed=st.integers(0, 10_000), ties=st.booleans(), keep=st.sampled_from([0.6, 0.8]),
+       repeats=st.integers(1, 3))
+def test_pgdl_score_matches_the_literal_loop_on_incomplete_grids_with_seeds_and_two_archs(seed, ties, keep,
+                                                                                      repeats):
+    hps, measure, gap = incomplete_case(seed, {"a": 2, "b": 3, "c": 2}, keep, repeats, ties)
+    assume(len(hps) > 1 and varies(hps) and np.ptp(ref.seed_means(hps, measure, gap)[2]) > 0)
+    assert pgdl_score(hps, measure, gap).score == pytest.approx(ref.pgdl_cmi(hps, measure, gap), rel=1e-9,
+                                                                abs=1e-10)
+
+
+def test_pgdl_score_errors():
     hps, measure, gap = pgdl_hand_case()
-    with pytest.raises(GapbenchError, match=r"'hps' parameter of pgdl_score\(\) must be a complete grid of "
-                                            r"8 combinations \(2 x 2 x 2\). Got '7 combinations'"):
-        pgdl_score(hps[:7], measure[:7], gap[:7])
-    with pytest.raises(GapbenchError, match=r"one model per hyperparameter combination"):
-        pgdl_score(hps + hps[:1], measure + [0], gap + [0])
     with pytest.raises(GapbenchError, match=r"must be dicts with at least 3 varied hyperparameter"):
         pgdl_score(ref.grid({"a": 2, "b": 2}), [1, 2, 3, 4], [1, 2, 3, 4])
-    with pytest.raises(GapbenchError, match=r"'gap' parameter of pgdl_score\(\) orders no pair"):
-        pgdl_score(hps, measure, [0.5] * 8)
+    with pytest.raises(GapbenchError, match=r"'gap' parameter of pgdl_score\(\) orders no pair of grid points "
+                                            r"\(it is 0.5 at all 7 points after averaging the repeats\)"):
+        pgdl_score(hps[:7] + hps[:1], measure[:7] + [0], [0.5] * 8)
 
 
 # ---- robust sign error ---------------------------------------------------------------------------------------

@@ -172,7 +172,7 @@ def _psi_panel(ax, result) -> None:
         return _empty(ax, "4. Ranking: ψ per hyperparameter", result)
     zoo, r = found[0]
     names = list(r.per_hp_psi)
-    ax.bar(names, [r.per_hp_psi[n] for n in names])
+    ax.bar([f"{n}\n({r.psi_groups[n]} groups)" for n in names], [r.per_hp_psi[n] for n in names])
     ax.axhline(0, color="k", lw=0.8)
     ax.set_ylim(-1, 1)
     ax.tick_params(axis="x", labelsize=7, rotation=30)
@@ -206,6 +206,8 @@ def _test_section(test: str, result: Any) -> str:
                        for score, v in scores.items()]
             fields += [(f"why no {score} vs {target}", why) for target, whys in r.reasons.items()
                        for score, why in whys.items()]
+            fields += [(f"ψ_{hp} vs gap ({count} groups)", r.per_hp_psi.get(hp, "no group: never varies alone"))
+                       for hp, count in r.psi_groups.items()]
         body.append((f"<h4>{html.escape(zoo)}</h4>" if zoo else "") + f"<table>{_rows(fields)}</table>")
     return (f"<section><h3>{html.escape(TITLES[test])}</h3><p><b>{html.escape(verdict_of(result))}</b></p>"
             f"{''.join(body)}</section>")

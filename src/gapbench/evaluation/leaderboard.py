@@ -1,5 +1,6 @@
 """The leaderboard of `gapbench evaluate --all`: every registered measure and bound by each score, sorted,
-as OUT/evaluate/leaderboard.html and leaderboard.csv, with a closing note.
+as OUT/evaluate/leaderboard.html and leaderboard.csv, with a closing note. The CSV holds, beside each score,
+the quantity's rank by it (rank_<score>_<target>, 1 = best) and the groups behind each ψ_i of its Ψ.
 
 The paper columns put, beside our τ, Ψ and sign error, the published scores of the same measure from
 :mod:`.paper_values`: the paper's name and equation for it (Jiang et al. 2020's App. C), how it relates to
@@ -40,6 +41,8 @@ def row(card: Card, meta: dict[str, Any] | None = None) -> dict[str, Any]:
     for target in TARGETS:
         for score in SCORES:
             out[f"{score}_{target}"] = None if first is None else first.scores[target][score]
+    out["psi_groups"] = ("" if first is None else
+                         "; ".join(f"{hp} {count}" for hp, count in first.psi_groups.items()))
     m = card.tests.get("m_test")
     out["m_test"] = verdict_of(m)
     out["m_test_slope"] = None if isinstance(m, str) or m is None else m.deciding_slope
@@ -61,6 +64,17 @@ def sorted_rows(rows: list[dict[str, Any]], column: str) -> list[dict[str, Any]]
     lower_first = column.startswith("sign_error") or column == "seconds_per_model"
     have.sort(key=lambda r: r[column], reverse=not lower_first)
     return have + [r for r in rows if r[column] is None]
+
+
+def with_ranks(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows with rank_<score>_<target> added: 1 for the best value of that column (sorted_rows), None
+    where the quantity has no value, so the CSV states the top five by any score, Ψ and PGDL included."""
+    ranked = [dict(r) for r in rows]
+    for column in (f"{score}_{target}" for target in TARGETS for score in SCORES):
+        order = {id(r): i + 1 for i, r in enumerate(sorted_rows(ranked, column)) if r[column] is not None}
+        for r in ranked:
+            r[f"rank_{column}"] = order.get(id(r))
+    return ranked
 
 
 def closing_note(rows: list[dict[str, Any]], zoos: dict) -> list[str]:
@@ -180,7 +194,8 @@ def _verdicts(rows: list[dict[str, Any]]) -> str:
 
 
 def write_leaderboard(cards: list[Card], directory: Path, zoos: dict) -> dict[str, str]:
-    """Write leaderboard.csv (sorted by Ψ vs the gap) and leaderboard.html (one table per score)."""
+    """Write leaderboard.csv (sorted by Ψ vs the gap, with each quantity's rank by every score) and
+    leaderboard.html (the closing note, then one table per score, sorted by it)."""
     from ..plugins import resolve
     rows = []
     for card in cards:
@@ -188,7 +203,7 @@ def write_leaderboard(cards: list[Card], directory: Path, zoos: dict) -> dict[st
         if card.quantity["origin"] == "gapbench":
             meta = dict(resolve(card.quantity["spec"]).meta)
         rows.append(row(card, meta))
-    rows = sorted_rows(rows, "psi_gap")
+    rows = with_ranks(sorted_rows(rows, "psi_gap"))
     note = closing_note(rows, zoos)
     tables = [_table(rows, f"{score}_{target}") for target in TARGETS for score in SCORES]
     tables.append(_table(rows, "seconds_per_model"))

@@ -7,12 +7,22 @@ lower end exceeds δ (more violations than δ allows, at 95 % confidence), "vali
 violation, else "violations within δ".
 
 **Ranking** against the gap (test − training error) and against the test error, over the zoo's models that
-met the stop rule: Kendall's τ over all models; Jiang et al.'s Ψ and the PGDL score over the grid with the
-seeds averaged (both need one model per grid point); Dziugaite et al.'s robust sign error over coupled
-models (seeds pair up), with the zoo's test-set size for the noise weight. A measure registered with
-higher_is_better=True (a margin: larger predicts a smaller gap) is negated first, so that every score reads
-"higher predicts a larger gap"; the PGDL score is unaffected by the sign. A score the zoo cannot support
-(too few varied hyperparameters, an incomplete grid) is None with the reason.
+met the stop rule: Kendall's τ over all models; Jiang et al.'s Ψ and the PGDL score over the grid points,
+the seeds of a point averaged (a seed is not a hyperparameter) and missing points (capped models, failed
+values) skipped as gapbench.ranking describes; Dziugaite et al.'s robust sign error over coupled models
+(seeds pair up), with the zoo's test-set size for the noise weight. The hyperparameters are the zoo's varied
+ones other than the seed, less any that takes one value over the models ranked (nothing to rank across). A
+measure registered with higher_is_better=True (a margin: larger predicts a smaller gap) is negated first,
+so that every score reads "higher predicts a larger gap"; the PGDL score is unaffected by the sign. A score
+the zoo cannot support is None with the reason.
+
+Architectures (mnist-hparams: MLPs varying depth and width, the CNN with its own fixed depth and its
+cnn_width as 'width'): 'arch' is a hyperparameter like the others, and the CNN's depth and width are values
+of their own. So Ψ scores within each architecture's sub-grid: every group varying one hyperparameter holds
+one architecture (in the quick preset the CNN's groups vary lr, batch size and weight decay, and the depth
+and width groups are the MLPs'), and ψ_arch has no group (the architecture never changes alone) and stays
+out of Ψ, reported with 0 groups. The PGDL score pairs every two grid points, across architectures too,
+and conditions on every two hyperparameters, 'arch' included.
 
 **Cost**: seconds per model (median over the timings given: see gapbench.evaluation.run) and what the
 quantity needs beyond the model (data, the initialization, a search), from its registration (None: not
@@ -87,7 +97,8 @@ class RankingTest:
     n_failed: int
     scores: dict[str, dict[str, float | None]]
     reasons: dict[str, dict[str, str]]
-    per_hp_psi: dict[str, float] = field(default_factory=dict)
+    per_hp_psi: dict[str, float] = field(default_factory=dict)     # ψ_i vs the gap
+    psi_groups: dict[str, int] = field(default_factory=dict)      # groups that entered each ψ_i (0: none)
     measure: list[float] = field(default_factory=list)   # the figure's data: oriented measure and gap
     gap: list[float] = field(default_factory=list)
 
@@ -97,17 +108,9 @@ def orientation(quantity: Quantity) -> float:
 
 
 def _hps(models, varied: list[str]) -> list[dict[str, Any]]:
-    keys = [k for k in varied if k != "seed"]
+    """Each model's varied hyperparameters other than the seed, less those constant over `models`."""
+    keys = [k for k in varied if k != "seed" and len({repr(m.hp.get(k)) for m in models}) > 1]
     return [{k: m.hp.get(k) for k in keys} for m in models]
-
-
-def _seed_means(hps, measure, target):
-    groups: dict[tuple, list[int]] = {}
-    for i, hp in enumerate(hps):
-        groups.setdefault(tuple(sorted(hp.items(), key=lambda kv: kv[0])), []).append(i)
-    keys = list(groups)
-    return ([dict(k) for k in keys], [float(np.mean([measure[i] for i in groups[k]])) for k in keys],
-            [float(np.mean([target[i] for i in groups[k]])) for k in keys])
 
 
 def _score(fn, *args) -> tuple[Any, str]:
@@ -127,23 +130,22 @@ def ranking_test(quantity: Quantity, models, values: dict[str, Value], varied: l
     sign = orientation(quantity)
     measure = [sign * values[m.id].value for m in ok]
     hps = _hps(ok, varied)
-    scores, reasons, per_hp = {}, {}, {}
+    scores, reasons, per_hp, groups = {}, {}, {}, {}
     for target in TARGETS:
         y = [m.gap if target == "gap" else m.test_error for m in ok]
         if not (hps and hps[0]):
-            none = (None, "no hyperparameter other than the seed varies")
+            none = (None, "no hyperparameter other than the seed varies over the models ranked")
             results = {"tau": _score(kendall_tau, measure, y), "psi": none, "pgdl": none, "sign_error": none}
         else:
-            grid_hps, grid_measure, grid_y = _seed_means(hps, measure, y)
-            psi = _score(granulated_psi, grid_hps, grid_measure, grid_y)
+            psi = _score(granulated_psi, hps, measure, y)
             results = {
                 "tau": _score(kendall_tau, measure, y),
                 "psi": (psi[0].psi if psi[0] is not None else None, psi[1]),
-                "pgdl": _score(lambda *a: pgdl_score(*a).score, grid_hps, grid_measure, grid_y),
+                "pgdl": _score(lambda *a: pgdl_score(*a).score, hps, measure, y),
                 "sign_error": _score(lambda *a: robust_sign_error(*a, n_test=n_test).worst, hps, measure, y),
             }
             if target == "gap" and psi[0] is not None:
-                per_hp = psi[0].per_hp
+                per_hp, groups = psi[0].per_hp, psi[0].groups
         scores[target] = {k: v for k, (v, _) in results.items()}
         reasons[target] = {k: r for k, (v, r) in results.items() if v is None}
     tau, psi = scores["gap"]["tau"], scores["gap"]["psi"]
@@ -154,7 +156,7 @@ def ranking_test(quantity: Quantity, models, values: dict[str, Value], varied: l
         name = "Ψ" if psi is not None else "τ"
         verdict = (f"{'predicts' if lead > 0 else 'does not predict'} the gap's ranking ({name} = {lead:.3g}, "
                    f"τ = {tau:.3g} over {len(ok)} models)")
-    return RankingTest(verdict, sign < 0, len(models), len(models) - len(ok), scores, reasons, per_hp,
+    return RankingTest(verdict, sign < 0, len(models), len(models) - len(ok), scores, reasons, per_hp, groups,
                        measure, [m.gap for m in ok])
 
 

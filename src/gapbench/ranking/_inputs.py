@@ -79,19 +79,15 @@ def hp_codes(hps: Any, n: int, where: str, minimum_hps: int = 1) -> tuple[list[s
     return names, codes
 
 
-def unique_rows(codes: np.ndarray, where: str) -> None:
-    """Refuse two models with the same hyperparameters (for scores defined on a grid without repeats)."""
-    _, first, counts = np.unique(codes, axis=0, return_index=True, return_counts=True)
-    if (counts > 1).any():
-        raise param_error("hps", where, "one model per hyperparameter combination",
-                          f"{int(counts.max())} models with the hyperparameters of model {int(first[counts > 1][0])}",
-                          "Average the repeats (seeds) of each combination first.")
-
-
-def complete_grid(codes: np.ndarray, where: str) -> None:
-    """Refuse a grid with a missing combination (the product of every hp's values must all be present)."""
-    sizes = codes.max(axis=0) + 1
-    if len(np.unique(codes, axis=0)) != int(np.prod(sizes)):
-        raise param_error("hps", where, f"a complete grid of {int(np.prod(sizes))} combinations "
-                          f"({' x '.join(map(str, sizes))})", f"{len(np.unique(codes, axis=0))} combinations",
-                          "Train the missing combinations or drop a hyperparameter value.")
+def point_means(codes: np.ndarray, measure: np.ndarray, gap: np.ndarray
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One row per distinct hyperparameter combination (grid point): its codes, and the mean measure and the
+    mean gap over its models (the repeats of a point are its seeds; each is averaged on its own). Points are
+    in order of first appearance, so a grid without repeats comes back unchanged."""
+    _, first, inverse = np.unique(codes, axis=0, return_index=True, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    counts = np.bincount(inverse)
+    order = np.argsort(first)                    # unique's sorted points back to first-appearance order
+    mean_measure = np.bincount(inverse, measure) / counts
+    mean_gap = np.bincount(inverse, gap) / counts
+    return codes[first[order]], mean_measure[order], mean_gap[order]
