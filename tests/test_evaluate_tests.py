@@ -182,3 +182,24 @@ def test_the_closing_note_is_computed_from_the_scores():
     flipped = [_row("spectral_product", 0.9, 0.3, -0.3), *rows[:1]]
     note = " ".join(closing_note(flipped, {}))
     assert "do not lead (best by Ψ: spectral_product" in note and "all correlate negatively" in note
+
+
+def test_ranking_verdict_names_each_score_once():
+    """Without Ψ the verdict gives τ alone, not τ twice; with Ψ it gives both."""
+    from gapbench.evaluation.scores import ranking_test
+    from gapbench.evaluation.values import Value
+    from gapbench.plugins import resolve
+
+    class Model:
+        def __init__(self, i, hp):
+            self.id, self.hp, self.gap, self.test_error = f"m{i}", hp, 0.1 * i, 0.2 + 0.1 * i
+
+    quantity = resolve("param_norm")
+    flat = [Model(i, {"seed": i}) for i in range(4)]
+    values = {m.id: Value(float(i), 0.1) for i, m in enumerate(flat)}
+    verdict = ranking_test(quantity, flat, values, ["seed"], n_test=None).verdict
+    assert verdict.count("τ =") == 1 and "Ψ" not in verdict
+    grid = [Model(i, {"lr": lr, "width": w}) for i, (lr, w) in enumerate([(1, 1), (1, 2), (2, 1), (2, 2)])]
+    values = {m.id: Value(float(i), 0.1) for i, m in enumerate(grid)}
+    verdict = ranking_test(quantity, grid, values, ["lr", "width"], n_test=None).verdict
+    assert verdict.count("τ =") == 1 and verdict.count("Ψ =") == 1

@@ -153,8 +153,8 @@ def ranking_test(quantity: Quantity, models, values: dict[str, Value], varied: l
         verdict = "not computable: " + reasons["gap"]["tau"]
     else:
         lead = psi if psi is not None else tau
-        name = "Ψ" if psi is not None else "τ"
-        verdict = (f"{'predicts' if lead > 0 else 'does not predict'} the gap's ranking ({name} = {lead:.3g}, "
+        psi_text = f"Ψ = {psi:.3g}, " if psi is not None else ""
+        verdict = (f"{'predicts' if lead > 0 else 'does not predict'} the gap's ranking ({psi_text}"
                    f"τ = {tau:.3g} over {len(ok)} models)")
     return RankingTest(verdict, sign < 0, len(models), len(models) - len(ok), scores, reasons, per_hp, groups,
                        measure, [m.gap for m in ok])
