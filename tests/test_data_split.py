@@ -312,3 +312,20 @@ def test_real_mnist_random_split(data_dir):
     assert data.val.indices.tolist() == ref_val
     assert data.train.indices.tolist() == [ref_pool[i] for i in draw_subset(58000, 1000, 0)]
     assert Path(data.info["files"]["train_images"]["path"]).exists()
+
+
+def test_pacbayes_prior_and_bound_splits_are_random_parts_of_the_file(data_dir):
+    """S_prior and S_bound (gapbench.pacbayes.splits) cut one seeded permutation of the file, not a fixed block:
+    both spread uniformly over it (the same block test as the validation split), and they are disjoint."""
+    if not (data_dir / "mnist").is_dir():
+        pytest.skip("MNIST is not available")
+    from gapbench.pacbayes.splits import load_splits
+    spec = {"dataset": "mnist", "n_train": None, "split_seed": 0, "prior_fraction": 0.5, "binary": False,
+            "normalize": False, "n_test": 100}
+    data = load_splits(spec, data_dir=str(data_dir))
+    prior, bound = data.prior.indices.numpy(), data.bound.indices.numpy()
+    assert len(prior) == len(bound) == 30000 and len(np.intersect1d(prior, bound)) == 0
+    for positions in (prior, bound):
+        counts = _block_counts(positions)
+        expected = len(positions) / 12
+        assert float(((counts - expected) ** 2 / expected).sum()) < 31.26, counts.tolist()
