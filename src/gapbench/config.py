@@ -77,7 +77,9 @@ class DataConfig:
     @property
     def random_split(self) -> bool:
         """Whether a random validation split is drawn (n_val > 0, val_split 'random'): only then are val_split
-        and split_seed written to the config's dict and signature (see :data:`SPLIT_FIELDS`)."""
+        and split_seed written to the config's dict and signature (see :data:`SPLIT_FIELDS`). A generated
+        dataset draws its validation points fresh whatever val_split says, but carries the fields all the same:
+        a config does not know the kind of its dataset."""
         return self.n_val > 0 and self.val_split == "random"
 
 
