@@ -6,7 +6,10 @@ canonical JSON of those fields (Dora's rule). Operational fields (device, thread
 same stored row.
 
 Adding a field: give it a default that reproduces the old behaviour, and it changes no existing signature
-only if ``canonical()`` drops fields equal to their default (it does): stored results stay valid.
+only if ``canonical()`` drops fields equal to their default (it does) and ``to_dict()`` (whose full dicts sign
+experiment jobs) does not write it where it changes nothing: stored results stay valid. DataConfig's
+``val_split``/``split_seed`` are the one field pair whose default changed the data (a random validation split
+instead of the file's last n_val rows); they are written exactly where that split is drawn (SPLIT_FIELDS).
 """
 
 from __future__ import annotations
@@ -28,6 +31,12 @@ from .errors import (
 
 SIGNATURE_VERSION = 1   # bump only when the meaning of an existing field changes
 STOP_RULES = ("margin", "loss", "train_error", "epochs")   # TrainConfig.stop (gapbench.train.stop)
+VAL_SPLITS = ("random", "last")                            # DataConfig.val_split (gapbench.data.subsets)
+# DataConfig's split fields are written (to_dict, canonical, so the signature) only where a random validation
+# split is drawn. Every other config keeps the dict and signature it had before these fields existed: n_val = 0
+# (the data do not change) and val_split 'last' (the old layout, so its stored results are found again), while
+# every config with a random split gets a new signature and never reuses a result computed on the old layout.
+SPLIT_FIELDS = ("val_split", "split_seed")
 
 
 @dataclass(frozen=True)
@@ -36,19 +45,26 @@ class DataConfig:
 
     name: str = "mnist"            # registered dataset name (see gapbench list datasets)
     n_train: int | None = None     # m: training-set size; None = the whole pool
-    pool_size: int | None = None   # draw training points from the first pool_size training images (NK: 55,000)
+    pool_size: int | None = None   # draw training points from the first pool_size training images (NK: 55,000);
+                                   # with a random validation split, from pool_size random non-validation ones
     replace: bool = False          # draw with replacement (NK's released code) or without
     augment_noise: float = 0.0     # half-width of uniform noise on copies beyond the pool (NK: 0.01); 0 = refuse
-    n_val: int = 0                 # held-out validation points, disjoint from every training draw
+    n_val: int = 0                 # held-out validation points, disjoint from every training draw (val_split)
     label_noise: float = 0.0       # fraction p of training labels replaced by uniform random labels
     subset_seed: int = 0           # seed of the m-point draw, separate from init and SGD seeds
     label_seed: int = 0            # seed of the random-label corruption
     n_test: int | None = None      # evaluate on n_test test points (a fixed random subset: the MNIST test file's
                                    # halves differ in difficulty; options['test_subset']='first' for a prefix)
     options: dict[str, Any] = field(default_factory=dict)  # generator parameters (dim, radii, ...)
+    val_split: str = "random"      # where a file dataset's n_val points lie: 'random' (a uniform subset drawn by
+                                   # split_seed; the pool is the rest) | 'last' (the file's last n_val: the old
+                                   # layout, whose rows are easier on MNIST; see gapbench.data.subsets)
+    split_seed: int = 0            # seed of the 'random' split, shared by every subset_seed so that no draw meets it
 
     def __post_init__(self):
         where = "DataConfig"
+        check_choice(self.val_split, "val_split", where, VAL_SPLITS)
+        check_positive_int(self.split_seed, "split_seed", where, minimum=0)
         for name in ("n_train", "pool_size", "n_test"):
             if getattr(self, name) is not None:
                 check_positive_int(getattr(self, name), name, where)
@@ -57,6 +73,14 @@ class DataConfig:
         check_probability(self.label_noise, "label_noise", where, open_low=False, open_high=False)
         for name in ("subset_seed", "label_seed"):
             check_positive_int(getattr(self, name), name, where, minimum=0)
+
+    @property
+    def random_split(self) -> bool:
+        """Whether a random validation split is drawn (n_val > 0, val_split 'random'): only then are val_split
+        and split_seed written to the config's dict and signature (see :data:`SPLIT_FIELDS`). A generated
+        dataset draws its validation points fresh whatever val_split says, but carries the fields all the same:
+        a config does not know the kind of its dataset."""
+        return self.n_val > 0 and self.val_split == "random"
 
 
 @dataclass(frozen=True)
@@ -133,9 +157,18 @@ class Runtime:
     ray_address: str | None = None # Ray cluster 'host:port' for backend 'ray'; None starts a local Ray instance
 
 
+def _written(cfg: Any) -> list[dataclasses.Field]:
+    """The fields of a config dataclass that its dict holds: all, but DataConfig's SPLIT_FIELDS only where a
+    random validation split is drawn."""
+    fields = dataclasses.fields(cfg)
+    if isinstance(cfg, DataConfig) and not cfg.random_split:
+        return [f for f in fields if f.name not in SPLIT_FIELDS]
+    return list(fields)
+
+
 def _plain(obj: Any) -> Any:
     if dataclasses.is_dataclass(obj):
-        return {f.name: _plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+        return {f.name: _plain(getattr(obj, f.name)) for f in _written(obj)}
     if isinstance(obj, dict):
         return {str(k): _plain(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
@@ -144,23 +177,25 @@ def _plain(obj: Any) -> Any:
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:
-    """Full nested dict of a config dataclass (all fields, JSON-ready)."""
+    """Full nested dict of a config dataclass (all fields, JSON-ready; DataConfig's SPLIT_FIELDS only where a
+    random validation split is drawn)."""
     return _plain(cfg)
 
 
 def canonical(cfg: Any) -> dict[str, Any]:
-    """The signature-relevant dict: like to_dict, minus every field that equals its default."""
+    """The signature-relevant dict: like to_dict, minus every field that equals its default (SPLIT_FIELDS,
+    where written, are always kept: a random split must never share a signature with the old layout)."""
     if not dataclasses.is_dataclass(cfg):
         return _plain(cfg)
     out: dict[str, Any] = {}
     defaults = type(cfg)()
-    for f in dataclasses.fields(cfg):
+    for f in _written(cfg):
         value = getattr(cfg, f.name)
         if dataclasses.is_dataclass(value):
             sub = canonical(value)
             if sub:
                 out[f.name] = sub
-        elif value != getattr(defaults, f.name):
+        elif value != getattr(defaults, f.name) or (isinstance(cfg, DataConfig) and f.name in SPLIT_FIELDS):
             out[f.name] = _plain(value)
     return out
 
@@ -179,11 +214,19 @@ def signature(cfg: Any, *extra: Any) -> str:
 
 
 def from_dict(cls: type, data: dict[str, Any]) -> Any:
-    """Build a (nested) config dataclass from a dict; unknown keys raise ConfigError naming them."""
+    """Build a (nested) config dataclass from a dict; unknown keys raise ConfigError naming them.
+
+    A DataConfig dict with n_val > 0 and no 'val_split' means the 'last' layout: to_dict writes val_split
+    wherever a random split is drawn, so such a dict was written for the old layout (by gapbench before the
+    random split, or with val_split='last'); stored runs and checkpoints thus load with their own data and
+    signature.
+    """
     names = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - set(names))
     if unknown:
         raise ConfigError(f"Unknown field(s) {unknown} for {cls.__name__}. Known fields: {sorted(names)}.")
+    if cls is DataConfig and data.get("n_val") and "val_split" not in data:
+        data = {**data, "val_split": "last"}
     kwargs = {}
     for key, value in data.items():
         sub = _SUBCONFIGS.get((cls, key))

@@ -5,10 +5,24 @@ the subset draw, the augmentation noise, the label corruption and generated test
 independent streams even when their seeds are equal, and no global RNG state is touched. The subset seed is
 separate from the init and SGD seeds, so "two draws from the same initialization" is exactly defined.
 
-Layout of a training file with N points (NK: the first 55,000 MNIST images form the pool):
+Layout of a training file with N points (:func:`validation_layout`; a training draw indexes the pool, and
+records the file positions it picked):
 
-    positions [0, pool_size)      the pool training subsets are drawn from
-    positions [N - n_val, N)      the validation split, disjoint from every training draw
+    n_val = 0                     pool = positions [0, pool_size) (NK: the first 55,000 MNIST images)
+    n_val > 0, 'random' split     one permutation π of range(N) from the (split_seed, split) stream:
+                                  validation = π[:n_val], pool = π[n_val : n_val + pool_size] (default: all the
+                                  rest), each in file order, so the split is disjoint from every training draw of
+                                  every subset_seed
+    n_val > 0, 'last' split       validation = positions [N - n_val, N), pool = [0, pool_size): the layout
+                                  before the random split existed, kept for reproducing old results
+
+Why the split is random: a training file is not in random order. Measured on MNIST's (logistic regression
+trained on 10,000 uniformly drawn rows, error on the rows it did not see): 0.053 on the last 2,000 rows and
+0.065 on the last 5,000, against 0.075-0.106 on every other 2,000-row block (mean 0.090, standard error per
+block ≈ 0.007); an MLP 784-200-10 trained on 8,000 such rows: 0.065 on the last 2,000 against 0.087-0.129.
+A validation set of the last rows is easier than the pool and the test file, and a held-out certificate
+computed on it certifies an easier distribution. A uniformly random split makes the validation points and the
+pool two random parts of the same file.
 
 References:
     V. Nagarajan, J. Z. Kolter, Uniform convergence may be unable to explain generalization in deep learning,
@@ -24,9 +38,17 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..errors import DataError, check_positive_float, check_positive_int, check_probability, param_error
+from ..config import VAL_SPLITS
+from ..errors import (
+    DataError,
+    check_choice,
+    check_positive_float,
+    check_positive_int,
+    check_probability,
+    param_error,
+)
 
-STREAM_SUBSET, STREAM_NOISE, STREAM_LABELS, STREAM_TEST, STREAM_VAL = range(5)
+STREAM_SUBSET, STREAM_NOISE, STREAM_LABELS, STREAM_TEST, STREAM_VAL, STREAM_SPLIT = range(6)
 
 
 def rng(seed: int, stream: int) -> np.random.Generator:
@@ -53,9 +75,16 @@ def draw_subset(pool_size: int, m: int, seed: int, replace: bool = False) -> np.
     return np.concatenate([gen.permutation(pool_size) for _ in range(rounds)])[:m].astype(np.int64)
 
 
-def validation_layout(n_file: int, n_val: int, pool_size: int | None) -> tuple[int, np.ndarray]:
-    """(pool size, validation positions) for a training file of n_file points: val = the last n_val."""
+def validation_layout(n_file: int, n_val: int, pool_size: int | None, val_split: str = "random",
+                      split_seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(pool positions, validation positions) of a training file of n_file points, both int64 in file order.
+
+    See the module docstring for the layouts. With n_val = 0 the pool is [0, pool_size) whatever `val_split`
+    says. The 'random' permutation depends on `split_seed` only, never on a subset seed, so every training draw
+    of an experiment indexes the same pool and misses the same validation points.
+    """
     where = "load_data()"
+    check_choice(val_split, "val_split", where, VAL_SPLITS)
     if n_val >= n_file:
         raise param_error("n_val", where, f"an int < {n_file} (the training file's size)", n_val,
                           "Leave some training points for the pool.")
@@ -65,7 +94,10 @@ def validation_layout(n_file: int, n_val: int, pool_size: int | None) -> tuple[i
         raise param_error("pool_size", where, f"an int <= {available} (= {n_file} training points - n_val "
                           f"{n_val}) so that the pool and the validation split are disjoint", pool_size,
                           "Lower pool_size or n_val.")
-    return pool, np.arange(available, n_file, dtype=np.int64)
+    if n_val == 0 or val_split == "last":
+        return np.arange(pool, dtype=np.int64), np.arange(available, n_file, dtype=np.int64)
+    order = rng(check_positive_int(split_seed, "split_seed", where, minimum=0), STREAM_SPLIT).permutation(n_file)
+    return np.sort(order[n_val:n_val + pool]).astype(np.int64), np.sort(order[:n_val]).astype(np.int64)
 
 
 def training_positions(pool_size: int, m: int | None, seed: int, replace: bool, augment_noise: float,

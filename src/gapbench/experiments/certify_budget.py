@@ -10,6 +10,13 @@ The figure plots each certificate against the number of points it is computed on
 bounds the deterministic net; the PAC-Bayes one the stochastic classifier Q (never its mean network).
 Selection: every certificate of (a) is reported, none is chosen by its value, so |F| = 1 each; (b) pays
 |F| = 2 (two priors looked at).
+
+The n_val points of (a) are a random split of the training file (gapbench.data.subsets). Measured at the quick
+preset with the earlier layout, the file's last n_val rows: validation error 0.072-0.095 against test error
+0.092-0.114 (0.0765 vs 0.1015 at n_val = 2,000), 3 of 4 held-out certificates below the test error, and the
+held-out certificate at n_val = 500 (0.0962) below PAC-Bayes's (0.1095). With the random split: validation
+error 0.096-0.116 against test error 0.092-0.113 (0.106 vs 0.100 at n_val = 2,000), every certificate above
+its test error, and PAC-Bayes's 0.1095 below the held-out 0.1230 at n_val = 500.
 """
 
 from __future__ import annotations
@@ -128,11 +135,6 @@ SPEC = {"n_train": count(optional=True), "n_test": count(optional=True),
 QUICK = {**BASE, "n_train": 10000, "n_test": 2000, "n_val": [500, 1000, 2000, 4000], "fcn_depth": 1, "fcn_width": 200,
          "heldout_epochs": 5, "prior_epochs": 10, "epochs": 5, "passes": 5}
 TOO_SMALL = "one epoch on 400 points: the PAC-Bayes posterior has not moved from its barely trained prior"
-QUICK_PB = ("measured: PAC-Bayes 0.1105 (n = 5,000) vs held-out 0.0962 at n_val = 500, with 5 posterior epochs on "
-            "10,000 points; PBB's margin needs the paper's 100 epochs on 60,000")
-QUICK_SHIFT = ("measured: the held-out points (the training file's last n_val) are easier than the test file: "
-               "validation error 0.0765 vs test error 0.1015 at n_val = 2,000 (≈ 3 standard errors); the certificate is"
-               " about the training file's distribution; 3 of 4 held-out certificates fall below the test-file error")
 
 EXPERIMENT = register(Experiment(
     spec=SPEC,
@@ -149,10 +151,8 @@ EXPERIMENT = register(Experiment(
     claims=(Claim("holding_out_costs_accuracy", "the net certified on the most held-out points has the higher test "
                   "error (it trained on fewer)", _holding_out_costs_accuracy),
             Claim("pacbayes_competes", "the data-dependent PAC-Bayes certificate beats the held-out one at the "
-                  "smallest n_val", _pacbayes_competes,
-                  expected_not_held={"smoke": TOO_SMALL, "quick": QUICK_PB, "demo": QUICK_PB}),
-            Claim("covers_test_error", "every certificate ≥ the test error of what it certifies", _covers,
-                  expected_not_held={"quick": QUICK_SHIFT, "demo": QUICK_SHIFT})),
+                  "smallest n_val", _pacbayes_competes, expected_not_held={"smoke": TOO_SMALL}),
+            Claim("covers_test_error", "every certificate ≥ the test error of what it certifies", _covers)),
     plot=plot,
     notes={"smoke": "400 points: plumbing only", "quick": "10,000 points, FCN 784-200-10",
            "demo": "as quick", "paper": "all 60,000 MNIST training points, PBB's FCN"},

@@ -2,7 +2,8 @@
 (Kawaguchi, Kaelbling & Bengio, §6 "generalization via validation" / SPEC §4.5).
 
 A grid of MNIST models (width, depth, lr, training length, random-label fraction 0 / 0.5 / 1) is trained on
-the training split minus n_val points; the n_val points are never used for training or selection. Each model
+the training split minus n_val points; the n_val points (a uniformly random split of the training file,
+gapbench.data.subsets) are never used for training or selection. Each model
 gets the held-out bounds with |F| = the family size (the whole grid: every model is a member, checkpoints of
 different lengths included) and with |F| = 10⁹ for comparison, and the norm-based measures, whose Kendall τ
 with the test error is reported next to the validation bound's.
@@ -137,10 +138,7 @@ EXPERIMENT = register(Experiment(
     },
     points=points,
     job=train_measure,
-    claims=(Claim("bounds_hold", "every bound ≥ test error (≤ 5 % exceptions at δ = 0.05)", _violations,
-                  expected_not_held={"smoke": "10 (model, bound) pairs, so one exception is already 10 %; measured: "
-                                              "the random-label model's binomial bound 0.862 vs test error 0.865, "
-                                              "itself an estimate from 1,000 test points (standard error ≈ 0.011)"}),
+    claims=(Claim("bounds_hold", "every bound ≥ test error (≤ 5 % exceptions at δ = 0.05)", _violations),
             Claim("best_model_tight", "binomial bound − test error ≤ 0.03 for the selected model", _best_model_gap),
             Claim("norms_do_not_order", "no norm measure orders models better than the validation bound",
                   _norms_do_not_order)),
