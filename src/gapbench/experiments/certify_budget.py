@@ -1,6 +1,8 @@
 """certify-budget: how much data does a certificate cost? (Kawaguchi, Kaelbling & Bengio §6 made measurable)
 
-On the same MNIST training points, two ways to certify a network's 0-1 risk:
+With the same budget of MNIST training points (all 60k at the paper preset; at the smaller presets each arm
+draws its own n_train-point subset of the training file, so the points are not the same ones), two ways to
+certify a network's 0-1 risk:
 (a) held-out: train a deterministic net on all but n_val points and certify it on those n_val points with the
     exact binomial tail (gapbench.certificate.certify, its training record checked disjoint from them), for
     several n_val;
