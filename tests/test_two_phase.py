@@ -131,15 +131,22 @@ def test_job_trains_each_phase_with_the_requested_budget_and_start(data_dir, mon
 
     def spy(cfg, data, **kw):
         run = real_fit(cfg, data, **kw)
-        calls.append((cfg.train.max_epochs, len(data.train), kw.get("model"), run, float(data.train.x.min())))
+        calls.append((cfg.train.max_epochs, len(data.train), kw.get("model"), run, float(data.train.x.min()), data))
         return run
     monkeypatch.setattr(analysis_jobs, "fit", spy)     # the fit the job calls
     params = {**EXP.params("smoke"), "seeds": 1, "alpha": [0.5], "modes": ["two_phase"], "epochs": 1,
               "standard_epochs": 2, "phase2_epochs": 3, "phase2_init": "fresh", "normalize": [0.5, 0.5]}
     runtime = Runtime(data_dir=str(data_dir))
-    for point in EXP.points(params):
-        analysis_jobs.two_phase_job({**point, "hp": {**point["hp"], "theorem8": False}}, runtime, tmp_path)
-    (std_epochs, std_n, *_), (p1_epochs, p1_n, _, phase1, _), (p2_epochs, p2_n, start, _, lowest) = calls
+    results = [analysis_jobs.two_phase_job({**point, "hp": {**point["hp"], "theorem8": False}}, runtime, tmp_path)
+               for point in EXP.points(params)]
+    (std_epochs, std_n, *_), (p1_epochs, p1_n, _, phase1, *_), (p2_epochs, p2_n, start, _, lowest, _) = calls
     assert (std_epochs, p1_epochs, p2_epochs) == (2, 1, 3) and (std_n, p1_n, p2_n) == (300, 150, 300)
     assert lowest == pytest.approx(-1.0)                                   # (0 − 0.5)/0.5: inputs normalized
     assert states_equal(start.gate, phase1.model) and not states_equal(start.value, phase1.model)
+    # phase 1's train error on S_αm, recounted point by point from the phase-1 model and its training data
+    phase1_data = calls[1][5]
+    with torch.no_grad():
+        wrong = sum(int(phase1.model(x[None]).argmax(1).item() != int(y))
+                    for x, y in zip(phase1_data.train.x, phase1_data.train.y, strict=True))
+    assert results[1].values["phase1_train_error"] == pytest.approx(wrong / 150)
+    assert "phase1_train_error" not in results[0].values                  # the standard run has no phase 1
