@@ -7,10 +7,11 @@ import torch
 from torch import nn
 
 from gapbench.analysis.two_phase import epoch_budgets, normalized, phase2_start
-from gapbench.config import ModelConfig, RunConfig, Runtime
+from gapbench.config import ModelConfig, RunConfig, Runtime, signature
 from gapbench.data.types import Dataset, Split
 from gapbench.errors import GapbenchError
 from gapbench.experiments import EXPERIMENTS, analysis_jobs
+from gapbench.experiments.kkb2017_two_phase import ABLATION_VARIANTS
 from gapbench.models import build_model
 
 EXP = EXPERIMENTS.get("kkb2017-two-phase").obj
@@ -150,3 +151,28 @@ def test_job_trains_each_phase_with_the_requested_budget_and_start(data_dir, mon
                     for x, y in zip(phase1_data.train.x, phase1_data.train.y, strict=True))
     assert results[1].values["phase1_train_error"] == pytest.approx(wrong / 150)
     assert "phase1_train_error" not in results[0].values                  # the standard run has no phase 1
+
+
+def cli_value(value) -> str:
+    """A preset value as the string `--set KEY=...` takes."""
+    return "none" if value is None else ",".join(map(str, value)) if isinstance(value, list) else str(value)
+
+
+@pytest.mark.parametrize("name", sorted(ABLATION_VARIANTS))
+def test_each_ablation_variant_is_one_cli_override_of_the_ablation_preset(name):
+    variant, preset = ABLATION_VARIANTS[name], EXP.presets["ablation"]
+    assert len(variant) <= 1 and all(preset[k] != v for k, v in variant.items())
+    got = EXP.params("ablation", {k: cli_value(v) for k, v in variant.items()})
+    assert got == {**preset, **variant}
+
+
+def test_ablation_variants_share_the_runs_they_leave_unchanged():
+    """The phase-1/phase-2 variants reuse the kkb baseline; the baseline variant reuses the two-phase runs."""
+    def signatures(name, mode):
+        points = EXP.points(EXP.params("ablation", ABLATION_VARIANTS[name]))
+        return {signature(pt) for pt in points if (pt["hp"]["mode"] == "standard") == (mode == "standard")}
+    for name in ("phase1_steps", "phase2_fresh"):
+        assert signatures(name, "standard") == signatures("kkb", "standard")
+        assert not signatures(name, "two_phase") & signatures("kkb", "two_phase")
+    assert signatures("standard_double", "two_phase") == signatures("kkb", "two_phase")
+    assert not signatures("standard_double", "standard") & signatures("kkb", "standard")
