@@ -72,6 +72,18 @@ def test_issue_examples(tmp_path, experiment, setting, message):
     assert code == 2 and message in out, out
 
 
+def test_none_unsets_an_optional_parameter_and_is_refused_for_the_others(tmp_path):
+    """--set KEY=none (or null) is the preset's "not set" for an optional parameter, whatever its type."""
+    exp = get("kkb2017-two-phase")
+    assert exp.presets["ablation"]["normalize"] is not None
+    for raw in ("none", "null", "None"):
+        assert exp.params("ablation", {"normalize": raw})["normalize"] is None
+        assert exp.params("ablation", {"standard_epochs": raw})["standard_epochs"] is None
+    code, out = invoke("run", "kkb2017-two-phase", "--preset", "smoke", "--set", "lr=none", "--out", tmp_path)
+    assert code == 2 and "The 'lr' parameter of experiment 'kkb2017-two-phase' must be a finite float > 0. " \
+                          "Got None" in out, out
+
+
 def test_param_ranges():
     assert count(2).accepts(2) and not count(2).accepts(1) and not count().accepts(1.0)
     assert not count().accepts(True)

@@ -7,10 +7,11 @@ import torch
 from torch import nn
 
 from gapbench.analysis.two_phase import epoch_budgets, normalized, phase2_start
-from gapbench.config import ModelConfig, RunConfig, Runtime
+from gapbench.config import ModelConfig, RunConfig, Runtime, signature
 from gapbench.data.types import Dataset, Split
 from gapbench.errors import GapbenchError
 from gapbench.experiments import EXPERIMENTS, analysis_jobs
+from gapbench.experiments.kkb2017_two_phase import ABLATION_VARIANTS
 from gapbench.models import build_model
 
 EXP = EXPERIMENTS.get("kkb2017-two-phase").obj
@@ -131,15 +132,47 @@ def test_job_trains_each_phase_with_the_requested_budget_and_start(data_dir, mon
 
     def spy(cfg, data, **kw):
         run = real_fit(cfg, data, **kw)
-        calls.append((cfg.train.max_epochs, len(data.train), kw.get("model"), run, float(data.train.x.min())))
+        calls.append((cfg.train.max_epochs, len(data.train), kw.get("model"), run, float(data.train.x.min()), data))
         return run
     monkeypatch.setattr(analysis_jobs, "fit", spy)     # the fit the job calls
     params = {**EXP.params("smoke"), "seeds": 1, "alpha": [0.5], "modes": ["two_phase"], "epochs": 1,
               "standard_epochs": 2, "phase2_epochs": 3, "phase2_init": "fresh", "normalize": [0.5, 0.5]}
     runtime = Runtime(data_dir=str(data_dir))
-    for point in EXP.points(params):
-        analysis_jobs.two_phase_job({**point, "hp": {**point["hp"], "theorem8": False}}, runtime, tmp_path)
-    (std_epochs, std_n, *_), (p1_epochs, p1_n, _, phase1, _), (p2_epochs, p2_n, start, _, lowest) = calls
+    results = [analysis_jobs.two_phase_job({**point, "hp": {**point["hp"], "theorem8": False}}, runtime, tmp_path)
+               for point in EXP.points(params)]
+    (std_epochs, std_n, *_), (p1_epochs, p1_n, _, phase1, *_), (p2_epochs, p2_n, start, _, lowest, _) = calls
     assert (std_epochs, p1_epochs, p2_epochs) == (2, 1, 3) and (std_n, p1_n, p2_n) == (300, 150, 300)
     assert lowest == pytest.approx(-1.0)                                   # (0 − 0.5)/0.5: inputs normalized
     assert states_equal(start.gate, phase1.model) and not states_equal(start.value, phase1.model)
+    # phase 1's train error on S_αm, recounted point by point from the phase-1 model and its training data
+    phase1_data = calls[1][5]
+    with torch.no_grad():
+        wrong = sum(int(phase1.model(x[None]).argmax(1).item() != int(y))
+                    for x, y in zip(phase1_data.train.x, phase1_data.train.y, strict=True))
+    assert results[1].values["phase1_train_error"] == pytest.approx(wrong / 150)
+    assert "phase1_train_error" not in results[0].values                  # the standard run has no phase 1
+
+
+def cli_value(value) -> str:
+    """A preset value as the string `--set KEY=...` takes."""
+    return "none" if value is None else ",".join(map(str, value)) if isinstance(value, list) else str(value)
+
+
+@pytest.mark.parametrize("name", sorted(ABLATION_VARIANTS))
+def test_each_ablation_variant_is_one_cli_override_of_the_ablation_preset(name):
+    variant, preset = ABLATION_VARIANTS[name], EXP.presets["ablation"]
+    assert len(variant) <= 1 and all(preset[k] != v for k, v in variant.items())
+    got = EXP.params("ablation", {k: cli_value(v) for k, v in variant.items()})
+    assert got == {**preset, **variant}
+
+
+def test_ablation_variants_share_the_runs_they_leave_unchanged():
+    """The phase-1/phase-2 variants reuse the kkb baseline; the baseline variant reuses the two-phase runs."""
+    def signatures(name, mode):
+        points = EXP.points(EXP.params("ablation", ABLATION_VARIANTS[name]))
+        return {signature(pt) for pt in points if (pt["hp"]["mode"] == "standard") == (mode == "standard")}
+    for name in ("phase1_steps", "phase2_fresh"):
+        assert signatures(name, "standard") == signatures("kkb", "standard")
+        assert not signatures(name, "two_phase") & signatures("kkb", "two_phase")
+    assert signatures("standard_double", "two_phase") == signatures("kkb", "two_phase")
+    assert not signatures("standard_double", "standard") & signatures("kkb", "standard")

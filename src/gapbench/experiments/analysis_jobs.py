@@ -140,7 +140,9 @@ def two_phase_job(config: dict[str, Any], runtime: Runtime, out_dir: Path):
                      on_epoch=lambda e: report({**e, "phase": 2}))
         model, failed = phase2.model, (phase1.status == "failed" and phase1.reason) or (
             phase2.status == "failed" and phase2.reason)
-        values = {"n_phase1": float(count), "n_rest": float(len(data.train) - count)}
+        # phase 1's training error on S_αm (its last evaluation): whether the gates were learned to convergence
+        values = {"n_phase1": float(count), "n_rest": float(len(data.train) - count),
+                  "phase1_train_error": float(phase1.history[-1]["train_error"])}
         if count < len(data.train) and not failed:
             values.update(_rest_bounds(model, data, count, p))
     if failed:

@@ -104,6 +104,8 @@ def coerce(raw: Any, like: Any, key: str) -> Any:
 def _parse(raw: Any, like: Any, key: str) -> Any:
     if not isinstance(raw, str):
         return raw
+    if raw.lower() in ("none", "null") and not isinstance(like, str):
+        return None            # "not set" (Param.optional); check_params refuses it for every other parameter
     try:
         if isinstance(like, bool):
             if raw.lower() in ("1", "true", "yes", "on"):
@@ -131,7 +133,7 @@ def _parse(raw: Any, like: Any, key: str) -> Any:
         if isinstance(like, float):
             return float(raw)
         if like is None:
-            return json.loads(raw) if raw not in ("", "none", "None") else None
+            return json.loads(raw) if raw else None
         return raw
     except (ValueError, json.JSONDecodeError):
         kind = (f"a comma-separated list of {type(like[0]).__name__ if like else 'values'}"

@@ -176,21 +176,29 @@ KKB_PAPER = {**MLP, "arch": "cnn", "width": 32, "conv2_width": 32, "padding": "v
              "init": "torch_default", "normalize": [0.1307, 0.3081], "n_train": 60000, "epochs": 1000,
              "standard_epochs": 1000, "phase2_epochs": 1000, "phase2_init": "warm", "alpha": ALPHAS,
              "seeds": 3}   # one seed's test accuracy moves by ~0.1 %, the size of the effect measured
-# Reduced-scale KKB protocol for the CPU ablation: a narrow CNN on 2,000 points, 3 epochs, two-phase only
-# (about 2 min per variant on 2 cores, ~10 min for all). Far from KKB's convergence: it ranks the differences,
-# it does not reproduce their ratios. Run it once per entry of ABLATION_VARIANTS; the 'standard' baseline is shared by
-# every variant that leaves its hp unchanged.
-ABLATION = {**KKB_PAPER, "width": 4, "conv2_width": 4, "fc_width": 64, "n_train": 2000, "n_test": 2000,
-            "epochs": 3, "standard_epochs": 3, "phase2_epochs": 3, "alpha": [0.05, 0.2], "modes": ["two_phase"]}
+# Reduced-scale KKB protocol for the CPU ablation, sized to converge: KKB's layout at width 8/8/128 on 3,000
+# points, 30 epochs per phase and for the baseline, two-phase only. KKB's 1000 epochs are out of a CPU's reach,
+# and at a CPU's epoch count their momentum 0.5 leaves the baseline short of convergence (2,000 points, 60
+# epochs, seed 0: train error 0.55 %, test accuracy still rising, 0.9555 → 0.9600 over epochs 45–60); momentum
+# 0.9 at 3,000 points reaches 0–0.23 % training error by epoch 30 (seed 0: test accuracy 0.969–0.974 over
+# epochs 24–30), while lr 0.05 with momentum 0.9 (4,000 points) stays at 1.5–2.4 % over epochs 19–25. A
+# standard run takes 18–33 s on the shared 2-core CPU, one variant (3 seeds, α = 0.05 and 0.2) 2–6 min. At
+# this scale phase 1 sees 150 and 600 points (KKB's α = 0.05: 3,000), so it ranks the protocol differences;
+# it does not reproduce KKB's ratios. Run it once per entry of ABLATION_VARIANTS (as --set overrides, None
+# as 'none'); the 'standard' baseline is shared by every variant that leaves its hp unchanged, the two-phase
+# runs by 'standard_double'.
+ABLATION = {**KKB_PAPER, "width": 8, "conv2_width": 8, "fc_width": 128, "momentum": 0.9, "n_train": 3000,
+            "n_test": 10000, "epochs": 30, "standard_epochs": 30, "phase2_epochs": 30, "alpha": [0.05, 0.2],
+            "modes": ["two_phase"]}
 ABLATION_VARIANTS = {                 # one difference from the ablation preset (KKB's protocol) at a time
     "kkb": {},
     "phase1_steps": {"phase1_budget": "steps"},          # phase 1: as many SGD steps as `epochs` over m
-    "standard_double": {"standard_epochs": 6},           # the old baseline: 2·epochs
+    "standard_double": {"standard_epochs": 2 * ABLATION["epochs"]},    # the old baseline: 2·epochs
     "phase2_fresh": {"phase2_init": "fresh"},            # value net re-initialized for phase 2
     "raw_pixels": {"normalize": None},                   # the old preprocessing: [0, 1] pixels
-    "conv2_double": {"conv2_width": 8},                  # the old second conv: 2·width channels
+    "conv2_double": {"conv2_width": 2 * ABLATION["width"]},             # the old second conv: 2·width channels
     "same_padding": {"padding": "same"},                 # the old padding
-    # also parameters, left out to fit ~10 min: "init" ('glorot_uniform') and the epochs themselves
+    # also parameters, not in the list: "init" ('glorot_uniform'), "momentum" (KKB's 0.5) and the epochs
 }
 
 EXPERIMENT = register(Experiment(
@@ -219,14 +227,20 @@ EXPERIMENT = register(Experiment(
                                       "the bias-free MLP on 5,000 points: measured ratio 0.973 at α = 0.05 … "
                                       "0.982 at α = 0.5 (one seed) on the 2-core CPU"),
                       "paper": "measured on one H100 (README): median ratio 0.9967 at α = 0.05 and 0.1, below "
-                               "the 0.998 threshold; KKB report 0.999 … 1.0006"}),
-            Claim("rigorous_bound_valid", "the rigorous bound is ≥ the test error", _bound_valid)),
+                               "the 0.998 threshold; KKB report 0.999 … 1.0006",
+                      "ablation": "measured on the 2-core CPU, 3 seeds, baselines at train error ≤ 0.23 %: median "
+                                  "ratio 0.9938 at α = 0.05 (seeds 0.9934–0.9945) and 0.9975 at α = 0.2 "
+                                  "(0.9935–0.9998); phase 1 sees 150 and 600 points, KKB's at α = 0.05 3,000"}),
+            Claim("rigorous_bound_valid", "the rigorous bound is ≥ the test error", _bound_valid,
+                  expected_not_held={"ablation": "the ablation trains two-phase models only: no last-layer "
+                                                 "model, no bound to check"})),
     plot=plot,
     notes={"smoke": "tiny MLP, two α",
            "quick": "bias-free MLP 784-256-256-10 on 5,000 MNIST points (not the paper's CNN)",
            "demo": "as quick: bias-free MLP 784-256-256-10 on 5,000 MNIST points",
            "paper": "KKB's MNIST (ND) protocol: their CNN on full MNIST, SGD lr 0.01 momentum 0.5, 1000 epochs "
                     "per phase and for the baseline [verify]",
-           "ablation": "KKB's protocol at reduced scale (CNN 4/4/64, 2,000 points, 3 epochs) for the CPU; vary "
-                       "one difference at a time (ABLATION_VARIANTS, as run_experiment overrides)"},
+           "ablation": "KKB's protocol at reduced scale for the CPU (CNN 8/8/128, 3,000 points, 30 epochs per "
+                       "phase and for the baseline, momentum 0.9 so that the baseline converges); vary one "
+                       "difference at a time (ABLATION_VARIANTS, as --set overrides)"},
 ))
