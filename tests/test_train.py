@@ -285,3 +285,31 @@ def test_batch1_dispatch_and_refusal():
 def test_batch1_divergence_names_step():
     run = fit(config(batch_size=1, loss="squared", lr=1e12, max_epochs=2), blobs())
     assert run.status == "failed" and " at step " in run.reason and run.extra["engine"] == "Batch1Engine"
+
+
+def _cnn_with_dropout(sgd_seed=0):
+    return RunConfig(model=ModelConfig(arch="cnn", width=2, options={"fc_width": 8, "dropout": 0.5}),
+                     train=TrainConfig(lr=0.05, batch_size=8, max_epochs=2, stop="epochs", sgd_seed=sgd_seed))
+
+
+def _images(n=32, seed=0) -> Dataset:
+    gen = torch.Generator().manual_seed(seed)
+    x, y = torch.rand(n, 1, 28, 28, generator=gen), torch.arange(n) % 10
+    train = Split(x, y, torch.arange(n), "train", "train")
+    return Dataset("images", train, dataclasses.replace(train, name="test"), 10, (1, 28, 28))
+
+
+def test_dropout_masks_come_from_the_runs_seed_not_the_global_generator():
+    """nn.Dropout draws from torch's global generator: fit() seeds it from sgd_seed for its duration, so a
+    run does not depend on what the process drew before, and the caller's generator is left untouched."""
+    data = _images()
+    torch.manual_seed(1)
+    first = weights(fit(_cnn_with_dropout(), data).model)
+    torch.manual_seed(2)
+    torch.rand(1000)
+    state = torch.get_rng_state()
+    again = weights(fit(_cnn_with_dropout(), data).model)
+    assert torch.equal(torch.get_rng_state(), state)
+    assert all(torch.equal(a, b) for a, b in zip(first, again, strict=True))
+    other = weights(fit(_cnn_with_dropout(sgd_seed=1), data).model)
+    assert not all(torch.equal(a, b) for a, b in zip(first, other, strict=True))

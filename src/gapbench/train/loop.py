@@ -3,7 +3,10 @@
 Protocol. The model is built from ``cfg.model`` (init seed ``cfg.model.init_seed``) or loaded from
 ``init_state``; the initial state is kept in the Run. Each epoch draws a fresh permutation of the training
 split from a ``torch.Generator`` seeded once with ``cfg.train.sgd_seed`` and takes ⌈n / batch_size⌉ steps
-(the last, partial batch is kept). The stop rule (:mod:`.stop`) is checked on the full training split at
+(the last, partial batch is kept). Dropout masks, which ``nn.Dropout`` draws from torch's global generator,
+come from that generator forked and seeded from ``sgd_seed`` (stream :data:`DROPOUT_STREAM`) for the
+duration of fit(): a run with dropout is the same whichever runs came before it in the process, and the
+caller's global generator is left as it was. The stop rule (:mod:`.stop`) is checked on the full training split at
 epoch 0 (before any step) and after every epoch. A non-finite minibatch loss marks the run 'failed' with the
 step and the value; the epoch in which it happened is finished first (per-step losses are checked at the
 epoch's end, so the hot loop never synchronizes), and the sweep calling fit() goes on.
@@ -18,11 +21,13 @@ it from ``Runtime.threads``.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -38,6 +43,7 @@ from .losses import Loss, get_loss
 from .stop import divergence_reason, epoch_metrics, eval_divergence_reason, stop_reason
 
 ENGINES = ("auto", "plain", "batch1")
+DROPOUT_STREAM = 0x44524F50   # 'DROP': the seed sequence [sgd_seed, this] seeds the dropout masks
 
 
 def validate_train_config(cfg: RunConfig, where: str = "fit()") -> None:
@@ -132,11 +138,26 @@ def fit(cfg: RunConfig, data: Dataset, *, runtime: Runtime | None = None, progre
     ticker = Ticker(tc.max_epochs + 1, f"fit {run.signature}", enabled=progress, every_s=PLAIN_INTERVAL_S,
                     leave=False)
     try:
-        _train(run, trainer, x, y, gen, loss, ticker, on_epoch)
+        with _dropout_rng(model, tc.sgd_seed, device):
+            _train(run, trainer, x, y, gen, loss, ticker, on_epoch)
     finally:
         ticker.close()
     model.eval()
     return run
+
+
+@contextlib.contextmanager
+def _dropout_rng(model: nn.Module, sgd_seed: int, device) -> Iterator[None]:
+    """Within the block, torch's global generator (the one nn.Dropout draws from) is seeded from
+    [sgd_seed, DROPOUT_STREAM], and restored afterwards; nothing changes for a model without dropout."""
+    if not any(isinstance(m, nn.modules.dropout._DropoutNd) for m in model.modules()):
+        yield
+        return
+    devices = [torch.device(device)] if torch.device(device).type == "cuda" else []
+    seed = int(np.random.SeedSequence([sgd_seed, DROPOUT_STREAM]).generate_state(1, dtype=np.uint64)[0])
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        yield
 
 
 def _train(run: Run, trainer, x: torch.Tensor, y: torch.Tensor, gen: torch.Generator, loss: Loss,
