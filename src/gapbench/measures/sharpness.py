@@ -13,7 +13,8 @@ error on the data over ``n_samples`` draws. The search returns the largest σ in
 found by ``iters`` bisection steps over log σ. The same ε draws are reused for every σ (common random
 numbers), so the criterion is a deterministic function of σ (evaluated by
 :class:`gapbench.measures.perturb.PerturbedErrors`: the draws are made once and pass through the net
-together, and the first layer's noise term is computed once per draw; identical errors, see that module).
+together, the first layer's noise term is computed once per draw, and a σ that fails is abandoned as soon
+as the points evaluated so far decide it; identical errors and σ, see that module).
 If std_high already satisfies it, std_high is returned; if std_low does not, std_low is returned
 (``SharpnessResult.saturated`` says which).
 
@@ -103,8 +104,11 @@ def _bisect(model: nn.Module, data: XY, magnitude: bool, target: float, n_sample
     error_at = PerturbedErrors(net, base, x, y, magnitude=magnitude, magnitude_eps=magnitude_eps,
                                n_samples=n_samples, seed=seed)
 
+    def fails(error: float) -> bool:             # monotone in the error: PerturbedErrors may stop early
+        return error - base_error > target
+
     saturated, log_low, log_high = "", math.log(low), math.log(high)
-    err_high = error_at(high)
+    err_high = error_at(high, fails)
     if err_high - base_error <= target:
         std, err, saturated = high, err_high, "high"
     else:
@@ -114,7 +118,7 @@ def _bisect(model: nn.Module, data: XY, magnitude: bool, target: float, n_sample
         else:
             for _ in range(iters):
                 mid = 0.5 * (log_low + log_high)
-                err_mid = error_at(math.exp(mid))
+                err_mid = error_at(math.exp(mid), fails)
                 if err_mid - base_error <= target:
                     log_low, err = mid, err_mid
                 else:
