@@ -174,9 +174,10 @@ def test_the_closing_note_is_computed_from_the_scores():
     rows = [_row("jiang2020_pacbayes_flatness", 0.5, 0.2, 0.4, True), _row("spectral_product", 0.1, 0.05, -0.3),
             _row("frobenius_product", -0.1, 0.01, 0.2), _row("median_margin", 0.3, None, 0.1)]
     note = " ".join(closing_note(rows, {}))
-    assert "Top five by Ψ (vs the gap): jiang2020_pacbayes_flatness (0.5), median_margin (0.3), " \
-           "spectral_product (0.1), frobenius_product (-0.1)." in note
-    assert "Top five by the PGDL score: jiang2020_pacbayes_flatness (0.2), spectral_product (0.05)" in note
+    assert "Top five by Ψ (vs the gap), quantities computed from the training set: jiang2020_pacbayes_flatness " \
+           "(0.5), median_margin (0.3), spectral_product (0.1), frobenius_product (-0.1)." in note
+    assert "Top five by the PGDL score, same quantities: jiang2020_pacbayes_flatness (0.2), spectral_product " \
+           "(0.05)" in note
     assert "measures lead (best by Ψ: jiang2020_pacbayes_flatness; 1 of the top five" in note
     assert "1 of 2 correlate negatively" in note
     flipped = [_row("spectral_product", 0.9, 0.3, -0.3), *rows[:1]]
@@ -203,3 +204,15 @@ def test_ranking_verdict_names_each_score_once():
     values = {m.id: Value(float(i), 0.1) for i, m in enumerate(grid)}
     verdict = ranking_test(quantity, grid, values, ["lr", "width"], n_test=None).verdict
     assert verdict.count("τ =") == 1 and verdict.count("Ψ =") == 1
+
+
+def test_held_out_bounds_are_ranked_apart_in_the_closing_note():
+    """A held-out bound sees the test points the gap is measured on: it must not take a training-set
+    measure's place in the top five (nor decide whether sharpness measures lead)."""
+    from gapbench.evaluation.leaderboard import closing_note
+    rows = [dict(_row("heldout_binomial", 0.96, 0.9, 0.8), held_out=True), _row("pacbayes_sharpness", 0.4, 0.1, 0.3, True),
+            _row("spectral_product", 0.1, 0.05, 0.2)]
+    note = " ".join(closing_note(rows, {}))
+    assert "training set: pacbayes_sharpness (0.4), spectral_product (0.1)." in note
+    assert "measures lead (best by Ψ: pacbayes_sharpness" in note
+    assert "ranked apart): by Ψ heldout_binomial (0.96); by the PGDL score heldout_binomial (0.9)." in note
