@@ -210,8 +210,8 @@ def test_held_out_bounds_are_ranked_apart_in_the_closing_note():
     """A held-out bound sees the test points the gap is measured on: it must not take a training-set
     measure's place in the top five (nor decide whether sharpness measures lead)."""
     from gapbench.evaluation.leaderboard import closing_note
-    rows = [dict(_row("heldout_binomial", 0.96, 0.9, 0.8), held_out=True), _row("pacbayes_sharpness", 0.4, 0.1, 0.3, True),
-            _row("spectral_product", 0.1, 0.05, 0.2)]
+    rows = [dict(_row("heldout_binomial", 0.96, 0.9, 0.8), held_out=True),
+            _row("pacbayes_sharpness", 0.4, 0.1, 0.3, True), _row("spectral_product", 0.1, 0.05, 0.2)]
     note = " ".join(closing_note(rows, {}))
     assert "training set: pacbayes_sharpness (0.4), spectral_product (0.1)." in note
     assert "measures lead (best by Ψ: pacbayes_sharpness" in note
