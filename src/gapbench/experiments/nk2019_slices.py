@@ -128,7 +128,8 @@ def plot(t, fig, p):
                 label="near training points")
     axes[2].bar(np.arange(len(seeds)) + 0.2, t.column("near_test_disagreement_fitted"), 0.4,
                 label="near test points")
-    axes[2].set_xticks(range(len(seeds)), [f"seed {s}" for s in seeds])
+    axes[2].set_xticks(range(len(seeds)), [str(int(s)) for s in seeds])   # "seed k" labels overlap at 10 seeds
+    axes[2].set_xlabel("seed")
     axes[2].set_ylabel("fraction of the local disc against the net's fitted sphere")
     axes[2].set_title("microscopic complexity", fontsize=10)
     axes[2].legend(fontsize=8)
