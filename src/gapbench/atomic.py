@@ -1,6 +1,6 @@
 """The one way gapbench writes a file: atomically (a reader sees the old file or the new one, never a part).
 
-Checkpoints, figures, reports, zoo manifests and the store's side files all go through
+Checkpoints (both formats), figures, reports, report cards, the leaderboard and zoo manifests go through
 :func:`atomic_write_bytes`; :data:`TEMP_NAME` matches the temp file a write killed before its rename leaves
 behind (gapbench.outdir removes those at the start of the next run).
 """

@@ -280,8 +280,3 @@ def _corrupt(path: Path, why: str) -> GapbenchError:
 def _not_checkpoint(path: Path, why: str) -> GapbenchError:
     return GapbenchError(f"'{path}' is not a gapbench checkpoint: {why}. Point to a .pt file that gapbench "
                          f"wrote (OUT/<experiment>/checkpoints/<signature>.pt).")
-
-
-
-
-
