@@ -8,13 +8,13 @@ from torch import nn
 
 from gapbench.analysis.deep_paths import (
     TwoPhaseNet,
-    gap_decomposition,
     gram,
     log_num_paths,
     path_features,
     path_norms_per_output,
     path_weights,
 )
+from gapbench.analysis.theorem7 import gap_decomposition
 from gapbench.bounds.theorem8 import CONSTANTS, kkb2017_theorem8, plugin_constants, theorem8_betas
 from gapbench.errors import GapbenchError
 from gapbench.models import mlp

@@ -32,7 +32,7 @@ _LAZY = {
     "bound": ("bounds", "bound"),
     "list_bounds": ("bounds", "list_bounds"),
     "certify": ("certificate", "certify"),
-    "gap_decomposition": ("analysis.deep_paths", "gap_decomposition"),
+    "gap_decomposition": ("analysis.theorem7", "gap_decomposition"),
     "build_model": ("models", "build_model"),
     "Bound": ("bounds.types", "Bound"),
     "Run": ("trained", "Run"),

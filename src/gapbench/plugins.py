@@ -10,10 +10,8 @@ evaluation that records a bad one's failure instead of stopping the others.
     outcome = safe_evaluate("mypkg.bounds:my_bound", model, data, init)   # Outcome(value | failure)
 
 Plugins are installed packages that declare entry points in the groups ``gapbench.measures`` and
-``gapbench.bounds`` (docs/plugins.md); each entry point's name is the quantity's name and its value the
-function. They are loaded lazily, once (:func:`plugins`; :func:`reload_plugins` after installing one), when
-``gapbench list`` or :func:`resolve` first needs them; one that fails to import or has the wrong signature
-is kept as broken with its message and does not affect the others.
+``gapbench.bounds`` (docs/plugins.md), discovered and loaded once by :mod:`gapbench.plugin_packages`; one that
+fails to import or has the wrong signature is kept as broken with its message and does not affect the others.
 
 Names: a bare name is a built-in first (so a plugin cannot change what a published name computes), then a
 plugin's. A plugin name that a built-in or another plugin also takes is reached as ``<distribution>/<name>``;
@@ -22,10 +20,8 @@ plugin's. A plugin name that a built-in or another plugin also takes is reached 
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import importlib
-import importlib.metadata
 import importlib.util
 import re
 import sys
@@ -37,73 +33,10 @@ from typing import Any
 
 from .bounds.types import Bound
 from .errors import GapbenchError, check_choice, unknown_name
+from .plugin_packages import GROUPS, Plugin, dist_key, plugins, reload_plugins
 from .quantity import DEFAULT_DELTA, KINDS, Quantity, QuantityError, builtin_quantity, declare, quantity_of
 
-GROUPS = {"gapbench.measures": "measure", "gapbench.bounds": "bound"}
 TRACEBACK_FRAMES = 3            # frames of a raised exception kept in a Failure (the innermost ones)
-
-
-@dataclass(frozen=True)
-class Plugin:
-    """One entry point of an installed package: its Quantity, or why it is broken."""
-
-    name: str                   # the entry point's name: the quantity's name
-    kind: str                   # 'measure' | 'bound', from the group
-    dist: str                   # distribution name and version
-    version: str
-    target: str                 # the entry point's value, 'module:attr'
-    quantity: Quantity | None   # None: broken
-    error: str = ""             # why it is broken
-    failure: str = ""           # 'import' | 'signature'
-
-    @property
-    def qualified(self) -> str:
-        return f"{self.dist}/{self.name}"
-
-
-def _normal(dist: str) -> str:
-    """A distribution name compared as packaging does: case-insensitive, runs of -_. equal."""
-    return re.sub(r"[-_.]+", "-", dist).lower()
-
-
-def _load_entry_point(ep: importlib.metadata.EntryPoint, kind: str) -> Plugin:
-    dist = ep.dist.name if ep.dist is not None else "unknown"
-    version = ep.dist.version if ep.dist is not None else "?"
-    origin = f"plugin {dist} {version}"
-    where = f"{kind} '{ep.name}' ({origin}, entry point '{ep.name} = {ep.value}' in group '{ep.group}')"
-    try:
-        fn = ep.load()
-    except Exception as exc:         # any error in the plugin's import: isolate it
-        return Plugin(ep.name, kind, dist, version, ep.value, None,
-                      f"{where} failed to import: {type(exc).__name__}: {exc}. Fix or reinstall the package "
-                      f"'{dist}' (the other quantities are unaffected).", "import")
-    try:
-        quantity = quantity_of(fn, name=ep.name, origin=origin, spec=f"{dist}/{ep.name}", kind=kind,
-                               kind_from="registered")
-    except QuantityError as err:
-        return Plugin(ep.name, kind, dist, version, ep.value, None, f"{err} (entry point in '{dist}').",
-                      err.failure)
-    return Plugin(ep.name, kind, dist, version, ep.value, quantity)
-
-
-@functools.cache
-def plugins() -> tuple[Plugin, ...]:
-    """Every installed plugin quantity, loaded once (sorted by name, then distribution)."""
-    seen, found = set(), []
-    for group, kind in GROUPS.items():
-        for ep in importlib.metadata.entry_points(group=group):
-            key = (group, ep.name, _normal(ep.dist.name) if ep.dist is not None else "")
-            if key not in seen:                 # one distribution seen twice on sys.path counts once
-                seen.add(key)
-                found.append(_load_entry_point(ep, kind))
-    return tuple(sorted(found, key=lambda p: (p.name, _normal(p.dist), p.kind)))
-
-
-def reload_plugins() -> tuple[Plugin, ...]:
-    """Forget the loaded plugins and discover them again (after installing one in this process)."""
-    plugins.cache_clear()
-    importlib.invalidate_caches()
-    return plugins()
 
 
 def _builtins(name: str, kind: str | None) -> list[Quantity]:
@@ -142,7 +75,7 @@ def _by_name(spec: str, kind: str | None) -> Quantity:
             return found[0]
         raise unknown_name(f"built-in {qualifier}", name, _builtin_names(qualifier))
     if qualifier:                                # DIST/NAME: that distribution's plugin
-        found = [p for p in plugins() if p.name == name and _normal(p.dist) == _normal(qualifier)
+        found = [p for p in plugins() if p.name == name and dist_key(p.dist) == dist_key(qualifier)
                  and kind in (None, p.kind)]
     else:
         found = _builtins(name, kind) or [p for p in plugins() if p.name == name and kind in (None, p.kind)]

@@ -2,9 +2,9 @@
 
 Design (issue 15):
 
-- **The driver is the only writer.** A task runs the job (:func:`gapbench.sweep.run_job`) in a private temporary
-  directory on its node and returns the job's :class:`~gapbench.sweep.Outcome` and the bytes of every file the
-  job wrote there (its checkpoint). The driver records the outcome in the store and writes the files
+- **The driver is the only writer.** A task runs the job (:func:`gapbench.sweep_job.run_job`) in a private
+  temporary directory on its node and returns the job's :class:`~gapbench.sweep_job.Outcome` and the bytes of
+  every file the job wrote there (its checkpoint). The driver records the outcome in the store and writes the files
   atomically under the sweep's output directory, as the local backend does; no node needs the output
   directory, and SQLite is only ever opened on the driver's disk (SQLite's locking over network file systems
   is unreliable: https://www.sqlite.org/faq.html#q5). A checkpoint file the driver already has is kept: a
@@ -36,8 +36,9 @@ from typing import Any
 from .atomic import atomic_write_bytes
 from .config import Runtime
 from .errors import GapbenchError
+from .local_backend import init_worker
 from .store import Store
-from .sweep import Job, Outcome, _init_worker, failure_kind, record, run_job
+from .sweep_job import Job, Outcome, failure_kind, record, run_job
 
 TASK_RETRIES = 3               # re-runs of a task whose worker or node died, before it counts as failed
 IN_FLIGHT_PER_SLOT = 2         # tasks submitted per free task slot: nodes stay busy while the driver records
@@ -175,7 +176,7 @@ def _run_on_node(job: Job, runtime: Runtime, data: dict[str, dict[str, bytes]]) 
     """The Ray task: run `job` in a private directory; its Outcome (checkpoint path relative to that
     directory) and the bytes of every file it wrote there."""
     import dataclasses
-    _init_worker(runtime.threads)
+    init_worker(runtime.threads)
     node_runtime = dataclasses.replace(runtime, data_dir=_node_data_dir(runtime.data_dir, data))
     with tempfile.TemporaryDirectory(prefix="gapbench-task-") as tmp:
         work = Path(tmp)

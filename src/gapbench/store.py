@@ -1,12 +1,7 @@
-"""The results store: one SQLite file per results directory (OUT/gapbench.sqlite).
+"""The results store: one SQLite file per results directory (OUT/gapbench.sqlite), rows of runs and their values.
 
-Schema (``PRAGMA user_version`` = SCHEMA_VERSION):
-
-    runs(experiment, signature, config JSON, status 'done'|'failed', reason, started, finished, seconds,
-         provenance JSON, checkpoint, failure 'transient'|'deterministic'|NULL)
-                                                            PRIMARY KEY (experiment, signature)
-    run_values(experiment, signature, quantity, value)     PRIMARY KEY (experiment, signature, quantity),
-         FOREIGN KEY (experiment, signature) REFERENCES runs ON DELETE CASCADE
+The file (schema, migration, connections, SQLite's faults in gapbench's words) is :mod:`gapbench.store_sqlite`:
+a table ``runs`` keyed by (experiment, signature) and ``run_values`` keyed by (experiment, signature, quantity).
 
 Decisions:
 
@@ -21,9 +16,8 @@ Decisions:
   construction: it stays failed unless retried explicitly). Version-1 stores gain the column on opening;
   their failed runs read as deterministic, as they were treated before.
 - SQLite stores ±inf as REAL but NaN as NULL; a NaN value is stored as NULL and read back as float('nan').
-- WAL journal (readers never block the one writer), ``busy_timeout`` of BUSY_TIMEOUT_MS so concurrent writers
-  queue instead of failing, foreign keys on. Connections are opened lazily, one per (process, thread), so a
-  Store may be shared by threads and survives being pickled into, or forked with, worker processes.
+- Connections are opened lazily, one per (process, thread), so a Store may be shared by threads and survives
+  being pickled into, or forked with, worker processes.
 """
 
 from __future__ import annotations
@@ -43,36 +37,10 @@ from typing import Any
 from .config import to_dict
 from .errors import GapbenchError, check_choice, param_error
 from .provenance import provenance as current_provenance
+from .store_sqlite import SCHEMA_VERSION, open_connection, rollback, store_error
 
-SCHEMA_VERSION = 2
-BUSY_TIMEOUT_MS = 30_000   # a writer waits up to 30 s for another process's transaction to commit
 JOB_STATUSES = ("done", "failed")
 FAILURES = ("transient", "deterministic")   # kinds of failed run; None for a done one
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS runs (
-    experiment TEXT NOT NULL,
-    signature  TEXT NOT NULL,
-    config     TEXT NOT NULL,
-    status     TEXT NOT NULL CHECK (status IN ('done', 'failed')),
-    reason     TEXT NOT NULL DEFAULT '',
-    started    REAL,
-    finished   REAL,
-    seconds    REAL,
-    provenance TEXT,
-    checkpoint TEXT,
-    failure    TEXT CHECK (failure IN ('transient', 'deterministic')),
-    PRIMARY KEY (experiment, signature)
-);
-CREATE TABLE IF NOT EXISTS run_values (
-    experiment TEXT NOT NULL,
-    signature  TEXT NOT NULL,
-    quantity   TEXT NOT NULL,
-    value      REAL,
-    PRIMARY KEY (experiment, signature, quantity),
-    FOREIGN KEY (experiment, signature) REFERENCES runs (experiment, signature) ON DELETE CASCADE
-);
-"""
 
 
 @dataclass
@@ -114,72 +82,9 @@ class Store:
         conn = getattr(self._local, "conn", None)
         if conn is not None and self._local.pid == os.getpid():
             return conn
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            try:
-                conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
-                conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-                conn.execute("PRAGMA journal_mode = WAL")
-                conn.execute("PRAGMA foreign_keys = ON")
-                self._init_schema(conn)
-            except sqlite3.OperationalError as exc:
-                if not (_is_read_only(exc) and self.path.is_file()):
-                    raise
-                conn = self._read_only_conn()    # read-only results: reading works, a write says read-only
-        except sqlite3.DatabaseError as exc:
-            raise (store_error(self.path, exc) or GapbenchError(
-                f"The results store '{self.path}' cannot be opened as SQLite ({exc}). Point --out to another "
-                f"directory, or move the file away and rerun.")) from exc
+        conn = open_connection(self.path)
         self._local.conn, self._local.pid = conn, os.getpid()
         return conn
-
-    def _read_only_conn(self) -> sqlite3.Connection:
-        """Open an existing store read-only (report/export on read-only results). 'immutable' is the fallback
-        when SQLite cannot even create the WAL index next to the file (nobody can write there either), used
-        only when no WAL file holds commits the main file lacks (a cleanly closed store has none)."""
-        try:
-            return self._open_uri("mode=ro")
-        except sqlite3.OperationalError as exc:
-            wal = self.path.with_name(self.path.name + "-wal")
-            if not _is_read_only(exc) or (wal.exists() and wal.stat().st_size > 0):
-                raise                             # immutable would ignore the WAL's committed runs
-            return self._open_uri("mode=ro&immutable=1")
-
-    def _open_uri(self, query: str) -> sqlite3.Connection:
-        conn = sqlite3.connect(f"{self.path.resolve().as_uri()}?{query}", uri=True, isolation_level=None)
-        try:
-            version = conn.execute("PRAGMA user_version").fetchone()[0]
-        except sqlite3.DatabaseError:
-            conn.close()
-            raise
-        if version != SCHEMA_VERSION:
-            conn.close()
-            raise sqlite3.OperationalError(f"attempt to write a readonly database (schema version {version} "
-                                           f"needs an upgrade to {SCHEMA_VERSION})")
-        return conn
-
-    def _init_schema(self, conn: sqlite3.Connection) -> None:
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
-        if version > SCHEMA_VERSION:
-            raise GapbenchError(f"The results store '{self.path}' has schema version {version}, newer than "
-                                f"this gapbench knows ({SCHEMA_VERSION}). Upgrade gapbench or use another "
-                                f"--out.")
-        if version == SCHEMA_VERSION:
-            return
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            if conn.execute("PRAGMA user_version").fetchone()[0] == 1:   # re-read: another process may have
-                conn.execute("ALTER TABLE runs ADD COLUMN failure TEXT CHECK (failure IN "  # migrated it
-                             "('transient', 'deterministic'))")
-                conn.execute("UPDATE runs SET failure = 'deterministic' WHERE status = 'failed'")
-            for statement in _SCHEMA.split(";"):
-                if statement.strip():
-                    conn.execute(statement)
-            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-            conn.execute("COMMIT")
-        except BaseException:
-            _rollback(conn)
-            raise
 
     def close(self) -> None:
         """Close this thread's connection (a later call reopens it)."""
@@ -236,7 +141,7 @@ class Store:
             conn.executemany("INSERT INTO run_values VALUES (?, ?, ?, ?)", rows)
             conn.execute("COMMIT")
         except BaseException:
-            _rollback(conn)
+            rollback(conn)
             raise
 
     def delete(self, experiment: str, signature: str) -> bool:
@@ -248,7 +153,7 @@ class Store:
                                (experiment, signature))
             conn.execute("COMMIT")
         except BaseException:
-            _rollback(conn)
+            rollback(conn)
             raise
         return cur.rowcount > 0
 
@@ -305,37 +210,6 @@ class Store:
                 for exp, sig, config, status, reason, started, finished, seconds, prov, ckpt, failure in rows]
 
 
-def _rollback(conn: sqlite3.Connection) -> None:
-    """Roll back if a transaction is still open: SQLite already rolled back after a full disk or I/O error,
-    and a second ROLLBACK would replace the real cause with 'cannot rollback - no transaction is active'."""
-    try:
-        conn.execute("ROLLBACK")
-    except sqlite3.OperationalError as exc:
-        if "no transaction is active" not in str(exc):
-            raise
-
-
-def _is_read_only(exc: sqlite3.Error) -> bool:
-    text = str(exc).lower()
-    return "readonly" in text or "read-only" in text or "unable to open" in text
-
-
-def store_error(path: Path, exc: sqlite3.DatabaseError) -> GapbenchError | None:
-    """The user-fixable SQLite faults in gapbench's words (None for anything else, which is a bug)."""
-    text = str(exc).lower()
-    if "malformed" in text or "not a database" in text:
-        return GapbenchError(f"The results store '{path}' is corrupted (SQLite: {exc}). Move it aside (e.g. "
-                             f"mv {path} {path}.bad) and rerun: finished runs are trained again.")
-    if "disk is full" in text or "disk i/o error" in text:
-        return GapbenchError(f"No space left on device (or an I/O error) while writing the results store "
-                             f"'{path}' (SQLite: {exc}). Free some space, or use --out DIR on another disk.")
-    if _is_read_only(exc):
-        return GapbenchError(f"The results store '{path}' cannot be written: its directory is read-only or "
-                             f"not writable (SQLite: {exc}). Copy the results directory somewhere writable "
-                             f"and pass that as --out.")
-    return None
-
-
 def checked_values(values: Mapping[str, Any]) -> dict[str, float]:
     """{quantity: float}; a non-number (str, None, a list, a multi-element tensor) is an error naming it."""
     if not isinstance(values, Mapping):
@@ -363,3 +237,6 @@ def _json_default(obj: Any) -> Any:
     if isinstance(obj, Path):
         return str(obj)
     raise TypeError(f"Object of type {type(obj).__name__} is not JSON serializable")
+
+
+__all__ = ["FAILURES", "JOB_STATUSES", "SCHEMA_VERSION", "Store", "StoredRun", "checked_values", "store_error"]

@@ -2,7 +2,7 @@
 display in the sweep's process (jobs done, failures, running jobs' epochs, a measured time left).
 
 Events are dicts with 'kind' ('start', 'epoch', 'stage', 'end'; 'tick' is the parent's own redraw) and the
-job's 'signature' (see gapbench.sweep's module doc for how they travel from pool workers).
+job's 'signature' (see gapbench.local_backend for how they travel from pool workers).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from .progress import PLAIN_INTERVAL_S, Event, clock, interactive, remaining_seconds
 
 if TYPE_CHECKING:
-    from .sweep import Job
+    from .sweep_job import Job
 
 EPOCH_EVENT_S = 0.25        # a job forwards at most one epoch event per this many seconds (and the last)
 

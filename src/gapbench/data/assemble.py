@@ -57,7 +57,6 @@ def file_dataset(cfg: DataConfig, arrays: dict[str, np.ndarray], num_classes: in
                  torch.from_numpy(test_positions), "test", "test")
     info = {**info, "config": to_dict(cfg), "pool_size": len(pool), "n_train": len(train),
             "val_split": _split_description(cfg, len(train_labels)),
-            "val_positions": val_positions.tolist() if cfg.n_val else None,
             "augmented_from": noise_from if noise_from < len(train) else None,
             "n_corrupted_labels": corrupted, "n_test": n_test}
     return Dataset(cfg.name, train, test, num_classes, tuple(x.shape[1:]), val=val, info=info)

@@ -26,7 +26,7 @@ from typing import Any
 import torch
 
 from .. import checkpoint
-from ..analysis.deep_paths import gap_decomposition
+from ..analysis.theorem7 import gap_decomposition
 from ..bounds import BOUNDS, bound
 from ..config import RunConfig, Runtime, from_dict, signature
 from ..data import load_data
