@@ -153,7 +153,8 @@ def seeds_hint(zoo) -> str:
     them, else a --set of its 'seeds' parameter ('' when it has none)."""
     from ..ranking import seeds_needed
     needed = seeds_needed()
-    enough = [name for name, p in zoo.definition.presets.items() if p.get("seeds", 0) >= needed]
+    enough = [name for name, p in zoo.definition.presets.items()
+              if isinstance(p.get("seeds"), int) and p["seeds"] >= needed]
     if enough:
         return f"e.g. gapbench zoo build {zoo.name} --preset {enough[0]}"
     return f"e.g. gapbench zoo build {zoo.name} --set seeds={needed}" if "seeds" in zoo.params else ""
