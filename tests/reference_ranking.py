@@ -111,9 +111,9 @@ def hoeffding(delta_gen: float, n: int) -> float:
     return max(0.0, 1.0 - 2 * math.exp(-2 * n * (abs(delta_gen) / 2) ** 2)) ** 2
 
 
-def robust_losses(hps, measure, gap, n_test, min_ess):
+def robust_sums(hps, measure, gap, n_test):
     """create_environments.py's double loop over models (pairs differing in exactly one hp, weight
-    (w_H − 0.5)₊ or 1) into per-(combo, combo) sums, then get_all_losses' loop over hp values v1 != v2."""
+    (w_H − 0.5)₊ or 1) into per-(combo, combo) sums [Σw, Σw², Σw·loss, pairs]."""
     names = sorted(hps[0])
     combos = [tuple(h[n] for n in names) for h in hps]
     sums = {}
@@ -127,10 +127,17 @@ def robust_losses(hps, measure, gap, n_test, min_ess):
                 w = hoeffding(gap[i] - gap[j], n_test)
                 w = w - 0.5 if w > 0.5 else 0.0
             loss = (1 - sign(measure[i] - measure[j]) * sign(gap[i] - gap[j])) / 2
-            s = sums.setdefault((combos[i], combos[j]), [0.0, 0.0, 0.0])
+            s = sums.setdefault((combos[i], combos[j]), [0.0, 0.0, 0.0, 0])
             s[0] += w
             s[1] += w * w
             s[2] += w * loss
+            s[3] += 1
+    return names, combos, sums
+
+
+def robust_losses(hps, measure, gap, n_test, min_ess):
+    """robust_sums, then get_all_losses' loop over hp values v1 != v2."""
+    names, combos, sums = robust_sums(hps, measure, gap, n_test)
     out = {}
     for col, name in enumerate(names):
         values = sorted({c[col] for c in combos})
@@ -145,12 +152,22 @@ def robust_losses(hps, measure, gap, n_test, min_ess):
                     c2 = c1[:col] + (v2,) + c1[col + 1:]
                     if (c1, c2) not in sums:
                         continue
-                    w, w2, wl = sums[(c1, c2)]
+                    w, w2, wl, _ = sums[(c1, c2)]
                     ess = w * w / (1.0 if math.isclose(w, 0, abs_tol=1e-8) else w2)
                     if (ess > min_ess or math.isclose(ess, min_ess, rel_tol=1e-5, abs_tol=1e-8)) and w > 0:
                         losses.append(wl / w)
         out[name] = sorted(losses)
     return out
+
+
+def robust_environments(hps, gap, n_test):
+    """{hp: sorted [(model pairs, ESS)] of every environment in which hp varies, kept by the filter or not}."""
+    names, _, sums = robust_sums(hps, gap, gap, n_test)
+    out = {name: [] for name in names}
+    for (c1, c2), (w, w2, _, pairs) in sums.items():
+        name = next(n for n, a, b in zip(names, c1, c2, strict=True) if a != b)
+        out[name].append((pairs, w * w / (1.0 if math.isclose(w, 0, abs_tol=1e-8) else w2)))
+    return {name: sorted(v) for name, v in out.items()}
 
 
 def clopper_pearson(k: int, n: int, confidence: float) -> tuple[float, float]:

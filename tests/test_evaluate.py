@@ -201,6 +201,13 @@ def test_the_leaderboard_ranks_every_quantity_of_the_pool_by_each_score(out, use
         assert mine.ranks["tau vs gap"] == {"rank": better + 1, "of": len(taus), "value": taus["train_hoeffding"]}
     for name in FAST_POOL:
         assert (out / "evaluate" / name / "card.json").is_file()
+    # 2 seeds per grid point: no environment can pass the sign error's ESS ≥ 12, and every output says why
+    why = ("at most 2 seeds per grid point give at most 4 model pairs per environment (ESS ≤ pairs, so ESS ≤ 4); "
+           "it takes ≥ 4 seeds per grid point, e.g. gapbench zoo build mnist-hparams --preset coupled")
+    assert all(not r["sign_error_gap"] for r in rows) and why in result.leaderboard["note"]
+    card = json.loads((out / "evaluate" / "spectral_product" / "card.json").read_text())
+    assert why in card["tests"]["ranking"]["mnist-hparams"]["reasons"]["gap"]["sign_error"]
+    assert why in (out / "evaluate" / "spectral_product" / "report.html").read_text()
 
 
 @pytest.mark.slow

@@ -129,7 +129,8 @@ def quick_like_zoo(seed: int):
 def test_ranking_computes_psi_and_pgdl_on_a_zoo_with_two_architectures_seeds_and_capped_models():
     models, values = quick_like_zoo(0)
     varied = ["arch", "batch_size", "dataset", "depth", "lr", "seed", "weight_decay", "width"]  # 'dataset' is
-    result = ranking_test(_measure(), models, values, varied, n_test=2000)                   # constant: dropped
+    result = ranking_test(_measure(), models, values, varied, n_test=2000,                   # constant: dropped
+                          seeds_hint="e.g. more seeds")
     ok = [m for m in models if values[m.id].ok]
     hps = [{k: m.hp[k] for k in ("arch", "batch_size", "depth", "lr", "weight_decay", "width")} for m in ok]
     measure, gap = [values[m.id].value for m in ok], [m.gap for m in ok]
@@ -143,7 +144,42 @@ def test_ranking_computes_psi_and_pgdl_on_a_zoo_with_two_architectures_seeds_and
     assert result.scores["gap"]["pgdl"] == pytest.approx(ref.pgdl_cmi(hps, measure, gap), rel=1e-9)
     test_error = [m.test_error for m in ok]
     assert result.scores["test_error"]["psi"] == pytest.approx(ref.psi(hps, measure, test_error)[0])
-    assert set(result.reasons["gap"]) <= {"sign_error"}       # 2 seeds: no environment reaches ESS 12
+    assert set(result.reasons["gap"]) == {"sign_error"}       # 2 seeds: no environment reaches ESS 12
+    assert result.reasons["gap"]["sign_error"] == (
+        "no environment passed the effective-sample-size filter ESS ≥ 12: at most 2 seeds per grid point give at "
+        "most 4 model pairs per environment (ESS ≤ pairs, so ESS ≤ 4); it takes ≥ 4 seeds per grid point, "
+        "e.g. more seeds")
+
+
+def test_the_test_set_size_comes_from_the_models_and_the_smallest_counts():
+    from gapbench.evaluation.run import test_set_size
+
+    def model(n_test, loaded=None):
+        return SimpleNamespace(config=SimpleNamespace(data=SimpleNamespace(n_test=n_test)),
+                               data=SimpleNamespace(test=[0] * (loaded or 0)))
+    assert test_set_size([model(10_000), model(10_000)]) == 10_000
+    assert test_set_size([model(10_000), model(None, loaded=2_000)]) == 2_000   # n_test unset: the whole split
+    assert test_set_size([]) is None
+
+
+def test_the_seeds_hint_names_a_preset_with_enough_seeds_else_a_set():
+    from gapbench.evaluation.run import seeds_hint
+    from gapbench.zoo import ZOOS
+    zdef = ZOOS.get("mnist-hparams").obj
+    assert seeds_hint(SimpleNamespace(name="mnist-hparams", definition=zdef, params=zdef.params("quick"))) == \
+        "e.g. gapbench zoo build mnist-hparams --preset coupled"
+    few = SimpleNamespace(name="z", definition=SimpleNamespace(presets={"quick": {"seeds": 2}}), params={"seeds": 2})
+    assert seeds_hint(few) == "e.g. gapbench zoo build z --set seeds=4"
+    assert seeds_hint(SimpleNamespace(name="z", definition=SimpleNamespace(presets={"q": {}}), params={})) == ""
+
+
+def test_the_leaderboard_note_says_why_the_sign_error_is_missing():
+    from gapbench.evaluation.leaderboard import sign_error_gaps
+    why = "no environment passed the effective-sample-size filter ESS ≥ 12: ..."
+    rows = [{"sign_error_gap": None, "sign_error_gap_why": why}, {"sign_error_gap": 0.5, "sign_error_gap_why": ""},
+            {"sign_error_gap": None, "sign_error_gap_why": why}]
+    assert sign_error_gaps(rows) == [f"Robust sign error n/a for 2 of 3 quantities: {why}."]
+    assert sign_error_gaps(rows[1:2]) == []
 
 
 def test_cost_is_the_median_over_successful_timings():

@@ -13,8 +13,17 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from gapbench.errors import GapbenchError
-from gapbench.ranking import granulated_psi, hoeffding_weight, kendall_tau, pgdl_score, robust_sign_error, validity
+from gapbench.ranking import (
+    granulated_psi,
+    hoeffding_weight,
+    kendall_tau,
+    pgdl_score,
+    robust_sign_error,
+    seeds_needed,
+    validity,
+)
 from gapbench.ranking.bound_validity import significant
+from gapbench.ranking.coupled import resolvable_gap_difference
 
 sys.path.insert(0, str(Path(__file__).parent))
 import reference_ranking as ref  # noqa: E402
@@ -404,6 +413,77 @@ def test_robust_sign_error_of_the_gap_is_zero_and_of_its_negation_one():
     # (unordered environments: a varies, 3 value pairs x 4 (b, c); b varies, 6 (a, c); c varies, 6; both orders)
     assert robust_sign_error(hps, gap, gap, n_test=None).worst == 0.0
     assert robust_sign_error(hps, -gap, gap, n_test=None).summary("mean")["all"] == 1.0
+
+
+@settings(max_examples=20, deadline=None)
+@given(seed=st.integers(0, 10_000), repeats=st.integers(1, 4), n_test=st.sampled_from([None, 200, 2000]))
+def test_every_environments_pairs_and_ess_match_the_literal_loops(seed, repeats, n_test):
+    hps, _, _ = random_grid_case(seed, {"a": 3, "b": 2, "c": 2})
+    rng = np.random.default_rng(seed)
+    hps = [h for h in hps * repeats if rng.random() > 0.2]    # unequal repeats: pairs n1·n2 differ
+    assume(all(len({h[k] for h in hps}) > 1 for k in "abc"))
+    gap = rng.random(len(hps)) * 0.3
+    expected = ref.robust_environments(hps, gap, n_test)
+    result = robust_sign_error(hps, gap, gap, n_test=n_test)
+    for name, envs in expected.items():
+        got = sorted(zip(result.env_pairs[name].tolist(), result.env_ess[name].tolist(), strict=True))
+        assert [pairs for pairs, _ in got] == [pairs for pairs, _ in envs]
+        assert [ess for _, ess in got] == pytest.approx([ess for _, ess in envs])
+    assert result.max_repeats == max(hps.count(h) for h in hps)
+
+
+def test_with_two_seeds_per_grid_point_the_shortfall_names_the_seed_bound():
+    # 2 seeds per combination: an environment holds 2·2 = 4 model pairs, and ESS ≤ pairs (Cauchy–Schwarz:
+    # (Σw)² ≤ k·Σw²), so none reaches the paper's 12 whatever the gaps; it takes ⌈√12⌉ = 4 seeds (16 pairs)
+    hps = ref.grid({"a": 2, "b": 2}) * 2
+    gap = np.linspace(0.1, 0.8, 8)
+    result = robust_sign_error(hps, gap, gap, n_test=None)            # weights 1: ESS = pairs = 4
+    assert math.isnan(result.worst) and result.too_few_repeats
+    assert result.env_pairs["all"].tolist() == [4] * 8 and result.env_ess["all"] == pytest.approx([4.0] * 8)
+    assert result.shortfall() == ("no environment passed the effective-sample-size filter ESS ≥ 12: at most 2 "
+                                  "seeds per grid point give at most 4 model pairs per environment (ESS ≤ pairs, "
+                                  "so ESS ≤ 4); it takes ≥ 4 seeds per grid point")
+    # a third seed at one combination: its environments hold 3·2 = 6 pairs, still < 12
+    more = robust_sign_error(hps + hps[:1], np.append(gap, 0.9), np.append(gap, 0.9), n_test=1000)
+    assert "at most 3 seeds per grid point give at most 6 model pairs per environment (ESS ≤ pairs, so ESS ≤ 6)" \
+        in more.shortfall()
+
+
+@pytest.mark.parametrize("seeds", [3, 4, 5])
+def test_with_equal_weights_an_environment_reaches_ess_12_from_four_seeds(seeds):
+    # weight 1 per pair (n_test=None): ESS = (s²)² / s² = s² model pairs; 3 seeds give 9 < 12, 4 give 16
+    hps = ref.grid({"a": 2, "b": 2}) * seeds
+    gap = np.arange(len(hps)) / len(hps)
+    result = robust_sign_error(hps, gap, gap, n_test=None)
+    assert result.env_ess["all"] == pytest.approx([seeds**2] * 8)
+    assert (len(result.env_losses["all"]) == 8) == (seeds >= 4) == (seeds >= seeds_needed(12))
+    assert (result.shortfall() == "") == (seeds >= 4) and result.too_few_repeats == (seeds < 4)
+
+
+def test_with_enough_pairs_but_gaps_too_close_the_shortfall_gives_the_largest_ess_and_the_resolution():
+    # 6 seeds (36 pairs per environment), gaps within 0.01 of each other: at n = 10 000 a pair's weight
+    # (w_H − 0.5)₊ is 0 below Δ* = 0.0196, so every environment has ESS 0
+    hps = ref.grid({"a": 2, "b": 2}) * 6
+    gap = 0.1 + 0.01 * np.random.default_rng(0).random(len(hps))
+    result = robust_sign_error(hps, gap, gap, n_test=10_000)
+    assert not result.too_few_repeats and result.env_pairs["all"].tolist() == [36] * 8
+    assert result.shortfall() == ("no environment passed the effective-sample-size filter ESS ≥ 12: environments "
+                                  "hold up to 36 model pairs, but the largest ESS is 0; a pair's weight (w_H − 0.5)₊ "
+                                  "is 0 unless its gaps differ by more than 0.0196 (n_test = 10000)")
+    lone = robust_sign_error([dict(a=0, b=0), dict(a=1, b=1)], [1, 2], [0.1, 0.2])
+    assert "there is no environment" in lone.shortfall()
+
+
+@pytest.mark.parametrize("n_test", [200, 2000, 10_000])
+def test_the_resolvable_gap_difference_is_where_the_hoeffding_weight_crosses_one_half(n_test):
+    delta = resolvable_gap_difference(n_test)
+    assert ref.hoeffding(delta, n_test) == pytest.approx(0.5)
+    assert ref.hoeffding(0.999 * delta, n_test) < 0.5 < ref.hoeffding(1.001 * delta, n_test)
+
+
+@pytest.mark.parametrize("min_ess", [0.5, 1, 2, 4, 9, 12, 16, 16.5, 100])
+def test_seeds_needed_is_the_fewest_seeds_whose_squared_count_reaches_min_ess(min_ess):
+    assert seeds_needed(min_ess) == next(s for s in range(1, 100) if s * s >= min_ess)
 
 
 # ---- validity ----------------------------------------------------------------------------------------------

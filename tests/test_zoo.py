@@ -158,6 +158,31 @@ def test_every_preset_of_every_zoo_expands_to_jobs():
     assert models["smoke"] == 4 and 24 <= models["quick"] <= 100 and models["paper"] >= 243
 
 
+def test_the_coupled_preset_is_an_mlp_grid_whose_environments_can_pass_the_papers_ess_filter():
+    import numpy as np
+
+    from gapbench.ranking import robust_sign_error, seeds_needed
+    from gapbench.ranking.coupled import PAPER_MIN_ESS, PAPER_N_TEST
+    zdef = ZOOS.get("mnist-hparams").obj
+    p = zdef.params("coupled")
+    varied = ("depth", "width", "lr", "batch_size", "weight_decay")
+    members = [m for job in jobs_of(zdef, p) for m in zdef.members(job.config, None, None)]
+    assert p["archs"] == ["mlp"] and all(len(p[hp]) == 2 for hp in varied) and p["n_train"] == [500]
+    assert len(jobs_of(zdef, p)) == 2 ** 5 and p["seeds"] == 7 and len(members) == 32 * 7
+    assert p["n_test"] == PAPER_N_TEST and {m.run["data"]["n_test"] for m in members} == {PAPER_N_TEST}
+    # with equal weights (n_test=None: every pair 1) each environment holds 7·7 = 49 model pairs, ESS 49 ≥ 12:
+    # all 5 hps x 16 unordered environments x 2 orders are kept; the quick preset's 2 seeds give ESS 4
+    for preset, kept in (("coupled", 5 * 16 * 2), ("quick", 0)):
+        members = [m for job in jobs_of(zdef, zdef.params(preset)) for m in zdef.members(job.config, None, None)]
+        hps = [{k: v for k, v in m.hp.items() if k in (*varied, "arch")} for m in members]
+        hps = [{k: v for k, v in h.items() if len({repr(g[k]) for g in hps}) > 1} for h in hps]
+        gap = np.arange(len(hps)) / len(hps)
+        result = robust_sign_error(hps, gap, gap, n_test=None)
+        assert len(result.env_losses["all"]) == kept
+        assert result.env_pairs["all"].max() == zdef.params(preset)["seeds"] ** 2
+    assert p["seeds"] >= seeds_needed(PAPER_MIN_ESS) > zdef.params("quick")["seeds"]
+
+
 def test_bad_values_are_refused_with_the_parameter_named():
     zdef = ZOOS.get("mnist-hparams").obj
     with pytest.raises(GapbenchError, match="The 'lr' parameter of zoo 'mnist-hparams' must be a non-empty list"):

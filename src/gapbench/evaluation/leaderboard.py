@@ -11,7 +11,8 @@ only resembles a paper measure gets no paper score, and its cell says why ("not 
 
 The closing note is computed from the scores, never written in advance: the top five by Ψ and by the PGDL
 score among the quantities computed from the training set (the held-out bounds, which see the test points,
-on a line of their own); whether sharpness / PAC-Bayes-flatness measures lead (the best measure by Ψ is a registered
+on a line of their own); why the robust sign error is n/a where it is (e.g. too few seeds per grid point for
+its ESS filter); whether sharpness / PAC-Bayes-flatness measures lead (the best measure by Ψ is a registered
 'sharpness' measure) and whether the norm products correlate negatively with the gap (τ < 0 for each), as
 Jiang et al. found.
 """
@@ -42,6 +43,7 @@ def row(card: Card, meta: dict[str, Any] | None = None) -> dict[str, Any]:
     for target in TARGETS:
         for score in SCORES:
             out[f"{score}_{target}"] = None if first is None else first.scores[target][score]
+    out["sign_error_gap_why"] = "" if first is None else first.reasons["gap"].get("sign_error", "")
     out["psi_groups"] = ("" if first is None else
                          "; ".join(f"{hp} {count}" for hp, count in first.psi_groups.items()))
     m = card.tests.get("m_test")
@@ -110,8 +112,19 @@ def closing_note(rows: list[dict[str, Any]], zoos: dict) -> list[str]:
                         f"correlations)")
         lines.append("Norm products (" + ", ".join(f"{r['quantity']} τ = {r['tau_gap']:.3g}" for r in products)
                      + f"): {verdict}.")
+    lines += sign_error_gaps(held_out + rows)
     lines.append(zoo_difference(zoos))
     return lines
+
+
+def sign_error_gaps(rows: list[dict[str, Any]]) -> list[str]:
+    """One line per distinct reason the robust sign error (vs the gap) is n/a, with how many quantities it
+    holds for: on a zoo with too few seeds per grid point it is every quantity, for the same reason."""
+    reasons: dict[str, int] = {}
+    for r in rows:
+        if r.get("sign_error_gap") is None and r.get("sign_error_gap_why"):
+            reasons[r["sign_error_gap_why"]] = reasons.get(r["sign_error_gap_why"], 0) + 1
+    return [f"Robust sign error n/a for {count} of {len(rows)} quantities: {why}." for why, count in reasons.items()]
 
 
 def _names(rows: list[dict[str, Any]], column: str) -> str:
@@ -163,7 +176,7 @@ def _our_zoo(name: str, zoo) -> str:
 
 def csv_text(rows: list[dict[str, Any]]) -> str:
     buf = io.StringIO()
-    columns = [c for c in rows[0] if c != "sharpness"] if rows else []
+    columns = [c for c in rows[0] if c not in ("sharpness", "sign_error_gap_why")] if rows else []   # why: in the note
     writer = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore")
     writer.writeheader()
     for r in rows:

@@ -116,11 +116,10 @@ def assess(quantity: Quantity, zoos: dict, caches: dict[str, ValueCache], progre
             failures += _failures(name, "Sprime", on_sprime)
             tests["sprime"] = sprime_test(quantity, models, values, on_sprime, gamma)
         else:
-            tests["ranking"][name] = ranking_test(quantity, models, values, zoo.varied, zoo.params.get("n_test"))
+            tests["ranking"][name] = ranking_test(quantity, models, values, zoo.varied, test_set_size(models),
+                                                  seeds_hint(zoo))
         if quantity.kind == "bound":
-            n_test = zoo.params.get("n_test")
-            tests["validity"][name] = validity_test(models, values, cache.delta,
-                                                    n_test if isinstance(n_test, int) else None)
+            tests["validity"][name] = validity_test(models, values, cache.delta, test_set_size(models))
     if quantity.kind != "bound":
         tests["validity"] = "not applicable: a measure is not a bound (validity is for bounds)"
     for test, zoo_name in (("m_test", M_ZOO), ("sprime", SPRIME_ZOO)):
@@ -139,6 +138,26 @@ def assess(quantity: Quantity, zoos: dict, caches: dict[str, ValueCache], progre
     card.computed = sum(c.computed - before[n][0] for n, c in caches.items())
     card.reused = sum(c.reused - before[n][1] for n, c in caches.items())
     return card
+
+
+def test_set_size(models) -> int | None:
+    """The number of test points behind the models' test errors, from each model's DataConfig (its n_test,
+    else the size of the test split it loads); the smallest when they differ: a smaller n gives a smaller
+    Hoeffding weight (gapbench.ranking.hoeffding_weight), so it lower-bounds every pair's. None: no model."""
+    sizes = {m.config.data.n_test if m.config.data.n_test is not None else len(m.data.test) for m in models}
+    return min(sizes) if sizes else None
+
+
+def seeds_hint(zoo) -> str:
+    """Where to find enough seeds per grid point for the sign error's ESS filter: the zoo's presets that have
+    them, else a --set of its 'seeds' parameter ('' when it has none)."""
+    from ..ranking import seeds_needed
+    needed = seeds_needed()
+    enough = [name for name, p in zoo.definition.presets.items()
+              if isinstance(p.get("seeds"), int) and p["seeds"] >= needed]
+    if enough:
+        return f"e.g. gapbench zoo build {zoo.name} --preset {enough[0]}"
+    return f"e.g. gapbench zoo build {zoo.name} --set seeds={needed}" if "seeds" in zoo.params else ""
 
 
 def _splits(quantity: Quantity, zoo: str) -> list[str]:

@@ -10,11 +10,12 @@ violation, else "violations within δ".
 met the stop rule: Kendall's τ over all models; Jiang et al.'s Ψ and the PGDL score over the grid points,
 the seeds of a point averaged (a seed is not a hyperparameter) and missing points (capped models, failed
 values) skipped as gapbench.ranking describes; Dziugaite et al.'s robust sign error over coupled models
-(seeds pair up), with the zoo's test-set size for the noise weight. The hyperparameters are the zoo's varied
-ones other than the seed, less any that takes one value over the models ranked (nothing to rank across). A
-measure registered with higher_is_better=True (a margin: larger predicts a smaller gap) is negated first,
-so that every score reads "higher predicts a larger gap"; the PGDL score is unaffected by the sign. A score
-the zoo cannot support is None with the reason.
+(seeds pair up), with the models' test-set size for the noise weight; where no environment passes the
+paper's ESS filter, the reason says why from the data (e.g. too few seeds per grid point: ESS ≤ pairs). The
+hyperparameters are the zoo's varied ones other than the seed, less any that takes one value over the
+models ranked (nothing to rank across). A measure registered with higher_is_better=True (a margin: larger
+predicts a smaller gap) is negated first, so that every score reads "higher predicts a larger gap"; the PGDL
+score is unaffected by the sign. A score the zoo cannot support is None with the reason.
 
 Architectures (mnist-hparams: MLPs varying depth and width, the CNN with its own fixed depth and its
 cnn_width as 'width'): 'arch' is a hyperparameter like the others, and the CNN's depth and width are values
@@ -119,13 +120,27 @@ def _score(fn, *args) -> tuple[Any, str]:
     except GapbenchError as err:
         return None, str(err)
     if isinstance(value, float) and math.isnan(value):
-        return None, "no environment passed the effective-sample-size filter"
+        return None, "the score is NaN on these models"
     return value, ""
 
 
+def _sign_error(hps, measure, y, n_test: int | None, seeds_hint: str) -> tuple[float | None, str]:
+    """The robust sign error, or None with why no environment passed the ESS filter (the shortfall computed
+    from the data, and `seeds_hint` where more seeds per grid point would help)."""
+    result, why = _score(lambda: robust_sign_error(hps, measure, y, n_test=n_test))
+    if result is None:
+        return None, why
+    if math.isnan(result.worst):
+        hint = f", {seeds_hint}" if seeds_hint and result.too_few_repeats else ""
+        return None, result.shortfall() + hint
+    return result.worst, ""
+
+
 def ranking_test(quantity: Quantity, models, values: dict[str, Value], varied: list[str],
-                 n_test: int | None) -> RankingTest:
-    """The four ranking scores against the gap and the test error (module docstring)."""
+                 n_test: int | None, seeds_hint: str = "") -> RankingTest:
+    """The four ranking scores against the gap and the test error (module docstring). n_test: the test-set
+    size behind the gaps (None: the sign error weighs every pair 1); seeds_hint: what to do when the zoo has
+    too few seeds per grid point for the sign error's ESS filter (e.g. a preset with more)."""
     ok = [m for m in models if values[m.id].ok]
     sign = orientation(quantity)
     measure = [sign * values[m.id].value for m in ok]
@@ -142,7 +157,7 @@ def ranking_test(quantity: Quantity, models, values: dict[str, Value], varied: l
                 "tau": _score(kendall_tau, measure, y),
                 "psi": (psi[0].psi if psi[0] is not None else None, psi[1]),
                 "pgdl": _score(lambda *a: pgdl_score(*a).score, hps, measure, y),
-                "sign_error": _score(lambda *a: robust_sign_error(*a, n_test=n_test).worst, hps, measure, y),
+                "sign_error": _sign_error(hps, measure, y, n_test, seeds_hint),
             }
             if target == "gap" and psi[0] is not None:
                 per_hp, groups = psi[0].per_hp, psi[0].groups

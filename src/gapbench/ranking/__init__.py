@@ -11,9 +11,9 @@ The gap may be replaced by the test error: the functions only compare values acr
 """
 
 from .bound_validity import Validity, validity
-from .coupled import RobustSignError, hoeffding_weight, robust_sign_error
+from .coupled import RobustSignError, hoeffding_weight, robust_sign_error, seeds_needed
 from .kendall import GranulatedPsi, granulated_psi, kendall_tau
 from .pgdl import PgdlScore, pgdl_score
 
 __all__ = ["GranulatedPsi", "PgdlScore", "RobustSignError", "Validity", "granulated_psi", "hoeffding_weight",
-           "kendall_tau", "pgdl_score", "robust_sign_error", "validity"]
+           "kendall_tau", "pgdl_score", "robust_sign_error", "seeds_needed", "validity"]

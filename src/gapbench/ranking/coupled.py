@@ -23,6 +23,13 @@ Ported from nitarshan/robust-generalization-measures @ 8e90129, ``experiments/co
   same loss, as in the paper's distributions. The paper's figures use min_ess = 12 and n = 10 000
   (``makefile``, ``create_environments.py`` line 110).
 
+The filter is kept as the paper has it, and what it dropped is reported: every environment's ESS and number
+of model pairs, and :meth:`RobustSignError.shortfall` says why none passed. An environment of combinations
+with n₁ and n₂ repeats holds n₁·n₂ pairs and, by Cauchy–Schwarz ((Σ w)² ≤ k·Σ w² over k pairs), ESS ≤ n₁·n₂:
+2 seeds per combination give ESS ≤ 4 < 12 whatever the gaps, and ESS ≥ 12 needs ≥ 4 seeds
+(:func:`seeds_needed`); with enough pairs, the pairs whose gaps differ by less than Δ* (w_H(Δ*) = 0.5,
+0.0196 at n = 10 000; :func:`resolvable_gap_difference`) weigh 0.
+
 Hyperparameter values are compared by equality (the peer uses ``math.isclose`` for floats, to absorb values
 recomputed on different devices): pass the grid's own values.
 
@@ -33,6 +40,7 @@ References:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,8 +57,17 @@ MIN_WEIGHT = 0.5       # create_environments.py: keep pairs whose gaps differ wi
 @dataclass(frozen=True)
 class RobustSignError:
     """env_losses[hp]: the loss of each kept environment in which `hp` varies (both orders of each);
-    env_losses["all"]: all of them. worst, p90, mean: summaries of each (nan where no environment was kept)."""
+    env_losses["all"]: all of them. worst, p90, mean: summaries of each (nan where no environment was kept).
+    env_ess[hp] and env_pairs[hp]: the ESS and the number of model pairs of every environment where `hp`
+    varies, kept or not (same order, "all" too); max_repeats: the most models of one hyperparameter
+    combination (its seeds); n_test and min_ess: what the weights and the filter used. The filter's numbers
+    say why an environment was dropped (:meth:`shortfall`)."""
     env_losses: dict[str, np.ndarray]
+    env_ess: dict[str, np.ndarray]
+    env_pairs: dict[str, np.ndarray]
+    max_repeats: int
+    n_test: int | None
+    min_ess: float
 
     def summary(self, stat: str) -> dict[str, float]:
         """{hp or 'all': stat of its environment losses}, stat one of 'max', 'p90', 'mean'."""
@@ -61,6 +78,59 @@ class RobustSignError:
     def worst(self) -> float:
         """The robust sign error: the largest environment loss over every varied hyperparameter."""
         return self.summary("max")["all"]
+
+    @property
+    def too_few_repeats(self) -> bool:
+        """True when no environment holds min_ess model pairs: the ESS filter (ESS ≤ pairs) cannot pass any,
+        whatever the gaps, and only more seeds per combination can help."""
+        pairs = self.env_pairs["all"]
+        return len(pairs) > 0 and not reaches(pairs.max(), self.min_ess)
+
+    def shortfall(self) -> str:
+        """Why no environment was kept, from the data ('' when one was): no two combinations differ in
+        exactly one hyperparameter; too few seeds per combination for ESS ≥ min_ess (by Cauchy–Schwarz,
+        (Σw)² ≤ k·Σw² over k pairs, so ESS ≤ pairs = n₁·n₂); or weights too few or uneven (gaps closer than
+        the test set resolves get weight 0)."""
+        if len(self.env_losses["all"]):
+            return ""
+        lead = f"no environment passed the effective-sample-size filter ESS ≥ {self.min_ess:g}"
+        pairs, ess = self.env_pairs["all"], self.env_ess["all"]
+        if not len(pairs):
+            return (f"{lead}: there is no environment (no two hyperparameter combinations among the models "
+                    f"ranked differ in exactly one value)")
+        most = int(pairs.max())
+        if self.too_few_repeats:
+            seeds = f"{self.max_repeats} seed{'s' if self.max_repeats > 1 else ''}"
+            return (f"{lead}: at most {seeds} per grid point give at most {most} model "
+                    f"pair{'s' if most > 1 else ''} per environment (ESS ≤ pairs, so ESS ≤ {most}); it takes ≥ "
+                    f"{seeds_needed(self.min_ess)} seeds per grid point")
+        resolved = "" if self.n_test is None else (
+            f"; a pair's weight (w_H − {MIN_WEIGHT:g})₊ is 0 unless its gaps differ by more than "
+            f"{resolvable_gap_difference(self.n_test):.3g} (n_test = {self.n_test})")
+        return (f"{lead}: environments hold up to {most} model pairs, but the largest ESS is "
+                f"{float(ess.max()):.3g}{resolved}")
+
+
+def reaches(ess: Any, min_ess: float) -> np.ndarray:
+    """ESS ≥ min_ess elementwise, np.isclose counting as equal (figure_cdf_all_measures.py)."""
+    return (np.asarray(ess) > min_ess) | np.isclose(ess, min_ess)
+
+
+def seeds_needed(min_ess: float = PAPER_MIN_ESS) -> int:
+    """The fewest seeds s per combination for which an environment can reach ESS ≥ min_ess: s² model pairs,
+    ESS = s² when their weights are equal (paper: ⌈√12⌉ = 4, 16 pairs)."""
+    min_ess = check_positive_float(min_ess, "min_ess", "seeds_needed()")
+    seeds = max(1, math.isqrt(math.floor(min_ess)))
+    while not reaches(seeds * seeds, min_ess):
+        seeds += 1
+    return seeds
+
+
+def resolvable_gap_difference(n_test: int) -> float:
+    """Δ* = √(2·ln(2 / (1 − √0.5)) / n): the gap difference at which w_H(Δ) = 0.5, below which a pair's
+    weight (w_H − 0.5)₊ is 0 (0.0196 at n = 10 000)."""
+    n_test = check_positive_int(n_test, "n_test", "resolvable_gap_difference()")
+    return math.sqrt(2.0 * math.log(2.0 / (1.0 - math.sqrt(MIN_WEIGHT))) / n_test)
 
 
 def hoeffding_weight(gap_difference: np.ndarray, n_test: int) -> np.ndarray:
@@ -92,16 +162,22 @@ def robust_sign_error(hps: Any, measure: Any, gap: Any, n_test: int | None = PAP
     combo = np.unique(codes, axis=0, return_inverse=True)[1].reshape(-1)
     differs = codes[:, None, :] != codes[None, :, :]                      # (model, model, hp)
     exactly_one = differs.sum(axis=2) == 1
-    env_losses = {name: environment_losses(exactly_one & differs[:, :, col], combo, weight, loss, min_ess)
-                  for col, name in enumerate(names)}
-    env_losses["all"] = np.concatenate(list(env_losses.values()))
-    return RobustSignError(env_losses=env_losses)
+    envs = {name: environments(exactly_one & differs[:, :, col], combo, weight, loss)
+            for col, name in enumerate(names)}
+    envs["all"] = tuple(np.concatenate(parts) for parts in zip(*envs.values(), strict=True))
+    keep = {name: reaches(ess, min_ess) & (sum_w > 0)              # no weight: no estimate
+            for name, (_, sum_w, ess, _) in envs.items()}
+    return RobustSignError(
+        env_losses={name: losses[keep[name]] for name, (losses, _, _, _) in envs.items()},
+        env_ess={name: ess for name, (_, _, ess, _) in envs.items()},
+        env_pairs={name: pairs for name, (_, _, _, pairs) in envs.items()},
+        max_repeats=int(np.bincount(combo).max()), n_test=n_test, min_ess=min_ess)
 
 
-def environment_losses(pairs: np.ndarray, combo: np.ndarray, weight: np.ndarray, loss: np.ndarray,
-                       min_ess: float) -> np.ndarray:
-    """Σ w·loss / Σ w per environment (combo_i, combo_j) over the model pairs in `pairs`, for the
-    environments whose effective sample size (Σ w)² / Σ w² is at least min_ess."""
+def environments(pairs: np.ndarray, combo: np.ndarray, weight: np.ndarray, loss: np.ndarray
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per environment (combo_i, combo_j) over the model pairs in `pairs`: the loss Σ w·loss / Σ w (nan where
+    Σ w = 0), Σ w, the effective sample size (Σ w)² / Σ w² (0 where Σ w = 0) and the number of model pairs."""
     n_combos = combo.max() + 1
     i, j = np.nonzero(pairs)
     env = combo[i] * n_combos + combo[j]
@@ -111,6 +187,8 @@ def environment_losses(pairs: np.ndarray, combo: np.ndarray, weight: np.ndarray,
     sum_w = np.bincount(env, w, size)[present]
     sum_w2 = np.bincount(env, w * w, size)[present]
     sum_w_loss = np.bincount(env, w_loss, size)[present]
-    ess = sum_w**2 / np.where(np.isclose(sum_w, 0), 1.0, sum_w2)
-    keep = ((ess > min_ess) | np.isclose(ess, min_ess)) & (sum_w > 0)   # no weight: no estimate
-    return sum_w_loss[keep] / sum_w[keep]
+    count = np.bincount(env, minlength=size)[present]
+    no_weight = np.isclose(sum_w, 0)
+    ess = sum_w**2 / np.where(no_weight, 1.0, sum_w2)
+    losses = sum_w_loss / np.where(sum_w > 0, sum_w, 1.0)
+    return np.where(sum_w > 0, losses, np.nan), sum_w, ess, count

@@ -154,6 +154,12 @@ ZOO = register(ZooDef(
         "quick": {**PAPER, "depth": [1, 3], "width": [64, 256], "cnn_width": [8], "lr": [0.02, 0.1],
                   "batch_size": [32, 128], "weight_decay": [0.0, 5e-4], "n_train": [500], "seeds": 2,
                   "max_epochs": 200, "n_test": 2000},
+        # for Dziugaite et al.'s robust sign error: 7 seeds give 49 model pairs per environment, so ESS ≥ 12
+        # is reachable with the noise weights (quick's 2 seeds: ESS ≤ 4); MLPs only and widths 32/128 to keep
+        # `evaluate --all` near 3 s of CPU per model; 300 epochs so that lr 0.02 at batch 128 converges
+        "coupled": {**PAPER, "archs": ["mlp"], "depth": [1, 3], "width": [32, 128], "lr": [0.02, 0.1],
+                    "batch_size": [32, 128], "weight_decay": [0.0, 5e-4], "n_train": [500], "seeds": 7,
+                    "max_epochs": 300, "n_test": 10000},
         "paper": PAPER,
     },
     spec=SPEC,
@@ -163,5 +169,7 @@ ZOO = register(ZooDef(
     notes={"smoke": "4 tiny MLPs on 100 points: plumbing for tests, seconds",
            "quick": "MLPs (depth 1/3, width 64/256) and the CNN (width 8) x lr x batch x weight decay, 500 "
                     "points, 2 seeds: 80 models",
+           "coupled": "MLPs only, 2^5 grid (depth 1/3, width 32/128, lr, batch, weight decay), 500 points, 7 "
+                      "seeds, 10,000 test points: 224 models, for the robust sign error's ESS >= 12 filter",
            "paper": "3^5 MLPs (depth, width, lr, batch, weight decay) + 27 CNNs, 2,000 points: 270 models"},
 ))
