@@ -176,3 +176,24 @@ def test_ablation_variants_share_the_runs_they_leave_unchanged():
         assert not signatures(name, "two_phase") & signatures("kkb", "two_phase")
     assert signatures("standard_double", "two_phase") == signatures("kkb", "two_phase")
     assert not signatures("standard_double", "standard") & signatures("kkb", "standard")
+
+
+def _table(rows):
+    return type("Table", (), {"rows": rows})()
+
+
+def test_ratio_claim_reports_each_alphas_median_and_seed_range():
+    from gapbench.experiments.kkb2017_two_phase import _ratio_claim, ratio_samples
+    rows = [{"hp.mode": "standard", "hp.seed": s, "hp.alpha": 1.0, "test_accuracy": acc}
+            for s, acc in ((0, 0.80), (1, 0.50), (2, 0.40))]
+    rows += [{"hp.mode": "two_phase", "hp.seed": s, "hp.alpha": 0.1, "test_accuracy": acc}
+             for s, acc in ((0, 0.72), (1, 0.50), (2, 0.38))]          # ratios 0.9, 1.0, 0.95
+    rows += [{"hp.mode": "two_phase", "hp.seed": 0, "hp.alpha": 0.5, "test_accuracy": 0.80}]   # ratio 1.0
+    rows += [{"hp.mode": "two_phase", "hp.seed": 7, "hp.alpha": 0.5, "test_accuracy": 0.10}]   # no baseline
+    assert ratio_samples(_table(rows)) == {0.1: pytest.approx([0.9, 1.0, 0.95]), 0.5: pytest.approx([1.0])}
+    held, worst, detail = _ratio_claim(_table(rows), {})
+    assert not held and worst == pytest.approx(0.95)
+    assert "0.1: 0.9500 (0.9000–1.0000, 3 seeds)" in detail and "0.5: 1.0000 (paper" in detail
+    rows_high = [r if r["hp.mode"] == "standard" else {**r, "test_accuracy": r["test_accuracy"] * 1.2}
+                 for r in rows[:6]]                                     # ratios 1.08, 1.2, 1.14
+    assert _ratio_claim(_table(rows_high), {})[0]

@@ -73,24 +73,33 @@ def _cnn_options(p):
     return {"fc_width": p["fc_width"], "dropout": p["dropout"], **_protocol(p, CNN_DEFAULTS)}
 
 
-def ratios(t, mode="two_phase"):
-    """(alpha, median over seeds of accuracy(mode, α) / accuracy(standard))."""
+def ratio_samples(t, mode="two_phase") -> dict[float, list[float]]:
+    """{α: accuracy(mode, α, seed) / accuracy(standard, seed) for every seed with both runs}."""
     base = {r["hp.seed"]: r["test_accuracy"] for r in t.rows if r["hp.mode"] == "standard"}
     by_alpha = {}
     for r in t.rows:
         if r["hp.mode"] == mode and r["hp.seed"] in base:
             by_alpha.setdefault(r["hp.alpha"], []).append(r["test_accuracy"] / base[r["hp.seed"]])
+    return by_alpha
+
+
+def ratios(t, mode="two_phase"):
+    """(alpha, median over seeds of accuracy(mode, α) / accuracy(standard))."""
+    by_alpha = ratio_samples(t, mode)
     alphas = sorted(by_alpha)
     return alphas, [float(np.median(by_alpha[a])) for a in alphas]
 
 
 def _ratio_claim(t, p):
-    alphas, rs = ratios(t)
-    if not rs:
+    by_alpha = ratio_samples(t)
+    if not by_alpha:
         return False, None, "no two-phase runs with a matching standard baseline"
-    worst = min(rs)
-    return worst >= 0.998, worst, ("two-phase ÷ standard test accuracy per α: "
-                                   + ", ".join(f"{a:g}: {r:.4f}" for a, r in zip(alphas, rs, strict=True))
+    medians = {a: float(np.median(v)) for a, v in by_alpha.items()}
+    spread = {a: f" ({min(v):.4f}–{max(v):.4f}, {len(v)} seeds)" if len(v) > 1 else ""
+              for a, v in by_alpha.items()}
+    worst = min(medians.values())
+    return worst >= 0.998, worst, ("two-phase ÷ standard test accuracy per α, median over seeds: "
+                                   + ", ".join(f"{a:g}: {medians[a]:.4f}{spread[a]}" for a in sorted(medians))
                                    + " (paper, MNIST: {} … {}; threshold 0.998)".format(*PAPER_MNIST_RATIO))
 
 
@@ -107,8 +116,13 @@ def _bound_valid(t, p):
 def plot(t, fig, p):
     ax1, ax2 = fig.subplots(1, 2)
     for mode, label in (("two_phase", "two-phase (gates frozen)"), ("last_layer", "last layer only")):
-        alphas, rs = ratios(t, mode)
-        ax1.plot(alphas, rs, marker="o", label=label)
+        by_alpha = ratio_samples(t, mode)
+        alphas = sorted(by_alpha)
+        line, = ax1.plot(alphas, [float(np.median(by_alpha[a])) for a in alphas], marker="o",
+                         label=label + (" (median over seeds)" if p["seeds"] > 1 else ""))
+        if p["seeds"] > 1:    # every seed, faintly, behind its median
+            ax1.scatter([a for a in alphas for _ in by_alpha[a]], [v for a in alphas for v in by_alpha[a]],
+                        s=8, color=line.get_color(), alpha=0.35)
     ax1.axhline(1.0, color="k", lw=0.8)
     ax1.axhspan(*PAPER_MNIST_RATIO, color="gray", alpha=0.2, label="range KKB report (MNIST)")
     ax1.set_xlabel("α (fraction of the training set used to learn the gates)")
@@ -228,9 +242,10 @@ EXPERIMENT = register(Experiment(
                                       "0.982 at α = 0.5 (one seed) on the 2-core CPU"),
                       "paper": "measured on one H100 (README): median ratio 0.9967 at α = 0.05 and 0.1, below "
                                "the 0.998 threshold; KKB report 0.999 … 1.0006",
-                      "ablation": "measured on the 2-core CPU, 3 seeds, baselines at train error ≤ 0.23 %: median "
-                                  "ratio 0.9938 at α = 0.05 (seeds 0.9934–0.9945) and 0.9975 at α = 0.2 "
-                                  "(0.9935–0.9998); phase 1 sees 150 and 600 points, KKB's at α = 0.05 3,000"}),
+                      "ablation": "measured on the 2-core CPU, 3 seeds, baselines at train error ≤ 0.53 %: median "
+                                  "ratio 0.9971 at α = 0.05 (seeds 0.9956–0.9977) and 0.9937 at α = 0.2 "
+                                  "(0.9925–0.9987), ≥ 0.999 from α = 0.4 on (README); phase 1 sees 150 and 600 "
+                                  "points, KKB's at α = 0.05 3,000"}),
             Claim("rigorous_bound_valid", "the rigorous bound is ≥ the test error", _bound_valid,
                   expected_not_held={"ablation": "the ablation trains two-phase models only: no last-layer "
                                                  "model, no bound to check"})),
