@@ -257,7 +257,7 @@ def _sign_rows():
 def test_the_leaderboard_ranks_the_p90_and_mean_sign_errors_lower_first():
     from gapbench.evaluation.leaderboard import _table, csv_text, sorted_rows, with_ranks
     ranked = {r["quantity"]: r for r in with_ranks(_sign_rows())}
-    assert [ranked[q]["rank_sign_error_gap"] for q in "abcd"] == [1, 2, 3, None]   # a tie: ranks by row order
+    assert [ranked[q]["rank_sign_error_gap"] for q in "abcd"] == [1, 1, 1, None]   # tied at the worst: all 1st
     assert [ranked[q]["rank_sign_error_p90_gap"] for q in "abcd"] == [2, 3, 1, None]
     assert [ranked[q]["rank_sign_error_mean_gap"] for q in "abcd"] == [1, 3, 2, None]
     assert [r["quantity"] for r in sorted_rows(_sign_rows(), "sign_error_mean_gap")] == list("acbd")
@@ -265,6 +265,8 @@ def test_the_leaderboard_ranks_the_p90_and_mean_sign_errors_lower_first():
     assert {"sign_error_p90_gap", "sign_error_mean_gap", "rank_sign_error_p90_gap", "rank_sign_error_mean_gap",
             "sign_error_p90_test_error", "rank_sign_error_mean_test_error",
             "sign_error_environments_gap"} <= set(header)
+    assert "<tr><td>1</td><td>a</td>" in _table(list(ranked.values()), "sign_error_gap")   # the tie in the table
+    assert "<tr><td>1</td><td>b</td>" in _table(list(ranked.values()), "sign_error_gap")
     html = _table(list(ranked.values()), "sign_error_mean_gap")
     assert "<th>sign error (worst)</th><th>sign error p90</th><th>sign error mean</th>" in html
     assert "<td>1</td><td>0.96</td><td>0.26</td>" in html

@@ -68,23 +68,33 @@ def row(card: Card, meta: dict[str, Any] | None = None) -> dict[str, Any]:
     return out
 
 
+def _lower_first(column: str) -> bool:
+    return column == "seconds_per_model" or column in {f"{s}_{t}" for s in LOWER_IS_BETTER for t in TARGETS}
+
+
 def sorted_rows(rows: list[dict[str, Any]], column: str) -> list[dict[str, Any]]:
     """Rows with a value in `column` best first (lower first for the sign errors and seconds), then the rest."""
     have = [r for r in rows if r[column] is not None]
-    lower_first = column == "seconds_per_model" or column in {f"{s}_{t}" for s in LOWER_IS_BETTER for t in TARGETS}
-    have.sort(key=lambda r: r[column], reverse=not lower_first)
+    have.sort(key=lambda r: r[column], reverse=not _lower_first(column))
     return have + [r for r in rows if r[column] is None]
 
 
 def with_ranks(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The rows with rank_<score>_<target> added: 1 for the best value of that column (sorted_rows), None
-    where the quantity has no value, so the CSV states the top five by any score, Ψ and PGDL included."""
+    """The rows with rank_<score>_<target> added: 1 + the number of quantities with a better value in that
+    column (so equal values share a rank, as in the cards' ranks: a robust sign error of 1 for every quantity
+    ranks them all 1st), None where the quantity has no value; the CSV states the top five by any score."""
     ranked = [dict(r) for r in rows]
     for column in (f"{score}_{target}" for target in TARGETS for score in SCORES):
-        order = {id(r): i + 1 for i, r in enumerate(sorted_rows(ranked, column)) if r[column] is not None}
-        for r in ranked:
-            r[f"rank_{column}"] = order.get(id(r))
+        for r, rank in zip(ranked, _ranks(ranked, column), strict=True):
+            r[f"rank_{column}"] = rank
     return ranked
+
+
+def _ranks(rows: list[dict[str, Any]], column: str) -> list[int | None]:
+    """Each row's rank by `column`: 1 + the number of rows with a better value (ties share), None: no value."""
+    values = [r[column] for r in rows if r[column] is not None]
+    better = (lambda v, mine: v < mine) if _lower_first(column) else (lambda v, mine: v > mine)
+    return [None if r[column] is None else 1 + sum(better(v, r[column]) for v in values) for r in rows]
 
 
 def _top(rows: list[dict[str, Any]], column: str) -> list[dict[str, Any]]:
@@ -218,12 +228,13 @@ def _table(rows: list[dict[str, Any]], column: str) -> str:
            "</th><th>τ gap</th><th>Ψ gap</th><th>PGDL</th><th>sign error (worst)</th><th>sign error p90</th>" \
            "<th>sign error mean</th><th>paper τ</th><th>paper Ψ</th><th>paper sign error</th>" \
            "<th>paper measure (source)</th></tr>"
+    ordered = sorted_rows(rows, column)
     body = "".join(
-        f"<tr><td>{i + 1 if r[column] is not None else ''}</td><td>{html.escape(r['quantity'])}</td>"
+        f"<tr><td>{'' if rank is None else rank}</td><td>{html.escape(r['quantity'])}</td>"
         f"<td>{r['kind']}</td><td>{_fmt(r[column])}</td><td>{_fmt(r['tau_gap'])}</td><td>{_fmt(r['psi_gap'])}</td>"
         f"<td>{_fmt(r['pgdl_gap'])}</td>"
         + "".join(f"<td>{_fmt(r[f'{score}_gap'])}</td>" for score in SIGN_ERRORS) + f"{_paper_cells(r)}</tr>"
-        for i, r in enumerate(sorted_rows(rows, column)))
+        for r, rank in zip(ordered, _ranks(ordered, column), strict=True))
     return f"<details><summary>sorted by {html.escape(column)}</summary><table>{head}{body}</table></details>"
 
 
