@@ -160,6 +160,21 @@ def robust_losses(hps, measure, gap, n_test, min_ess):
     return out
 
 
+def percentile(values, q: float) -> float:
+    """The q-th percentile as np.percentile's default ('linear') computes it, written out: sorted values
+    v_0 ≤ … ≤ v_{k−1}, position r = q/100·(k − 1), v_⌊r⌋ + (r − ⌊r⌋)·(v_⌊r⌋+1 − v_⌊r⌋)."""
+    v = sorted(values)
+    r = q / 100 * (len(v) - 1)
+    low = math.floor(r)
+    high = min(low + 1, len(v) - 1)
+    return v[low] + (r - low) * (v[high] - v[low])
+
+
+def robust_summaries(losses) -> dict[str, float]:
+    """max, 90th percentile and mean of a list of environment losses, by hand."""
+    return {"max": max(losses), "p90": percentile(losses, 90), "mean": sum(losses) / len(losses)}
+
+
 def robust_environments(hps, gap, n_test):
     """{hp: sorted [(model pairs, ESS)] of every environment in which hp varies, kept by the filter or not}."""
     names, _, sums = robust_sums(hps, gap, gap, n_test)

@@ -185,7 +185,7 @@ def test_the_leaderboard_ranks_every_quantity_of_the_pool_by_each_score(out, use
     assert "none computable" not in result.leaderboard["note"]
     for column in ("psi_gap", "pgdl_gap"):                     # the CSV states the top five by each score
         by_rank = sorted((int(r[f"rank_{column}"]), float(r[column])) for r in rows if r[column])
-        assert [rank for rank, _ in by_rank] == list(range(1, len(by_rank) + 1)) and by_rank
+        assert by_rank and [rank for rank, _ in by_rank] == [1 + sum(w > v for _, w in by_rank) for _, v in by_rank]
         assert [v for _, v in by_rank] == sorted((v for _, v in by_rank), reverse=True)
     html = Path(result.leaderboard["html"]).read_text()
     assert "Closing note" in html and "How our zoo differs" in html
@@ -204,10 +204,14 @@ def test_the_leaderboard_ranks_every_quantity_of_the_pool_by_each_score(out, use
     # 2 seeds per grid point: no environment can pass the sign error's ESS ≥ 12, and every output says why
     why = ("at most 2 seeds per grid point give at most 4 model pairs per environment (ESS ≤ pairs, so ESS ≤ 4); "
            "it takes ≥ 4 seeds per grid point, e.g. gapbench zoo build mnist-hparams --preset coupled")
-    assert all(not r["sign_error_gap"] for r in rows) and why in result.leaderboard["note"]
+    signs = ("sign_error", "sign_error_p90", "sign_error_mean")      # the worst, 90th percentile and mean
+    assert all(not r[f"{s}_gap"] and not r[f"rank_{s}_gap"] for r in rows for s in signs)
+    assert why in result.leaderboard["note"] and "sign error mean</th>" in html
     card = json.loads((out / "evaluate" / "spectral_product" / "card.json").read_text())
-    assert why in card["tests"]["ranking"]["mnist-hparams"]["reasons"]["gap"]["sign_error"]
-    assert why in (out / "evaluate" / "spectral_product" / "report.html").read_text()
+    assert all(why in card["tests"]["ranking"]["mnist-hparams"]["reasons"]["gap"][s] for s in signs)
+    assert card["tests"]["ranking"]["mnist-hparams"]["sign_error_environments"] == {"gap": 0, "test_error": 0}
+    report = (out / "evaluate" / "spectral_product" / "report.html").read_text()
+    assert why in report and "why no sign_error_mean vs gap" in report and "why no sign_error_p90 vs gap" in report
 
 
 @pytest.mark.slow

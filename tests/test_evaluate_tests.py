@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 
 from gapbench.evaluation.nk_tests import GROWS, m_test, margin_applies, sprime_test
-from gapbench.evaluation.scores import cost_test, ranking_test, validity_test
+from gapbench.evaluation.scores import SCORES, cost_test, ranking_test, validity_test
 from gapbench.evaluation.values import Value
 from gapbench.measures import MEASURES
-from gapbench.quantity import builtin_quantity, quantity_of
+from gapbench.quantity import builtin_quantity, declare, quantity_of
 
 sys.path.insert(0, str(Path(__file__).parent))
 import reference_ranking as ref  # noqa: E402
@@ -144,11 +144,44 @@ def test_ranking_computes_psi_and_pgdl_on_a_zoo_with_two_architectures_seeds_and
     assert result.scores["gap"]["pgdl"] == pytest.approx(ref.pgdl_cmi(hps, measure, gap), rel=1e-9)
     test_error = [m.test_error for m in ok]
     assert result.scores["test_error"]["psi"] == pytest.approx(ref.psi(hps, measure, test_error)[0])
-    assert set(result.reasons["gap"]) == {"sign_error"}       # 2 seeds: no environment reaches ESS 12
-    assert result.reasons["gap"]["sign_error"] == (
+    # 2 seeds: no environment reaches ESS 12, and the worst, p90 and mean sign errors all say why
+    assert set(result.reasons["gap"]) == {"sign_error", "sign_error_p90", "sign_error_mean"}
+    assert all(result.scores[t][s] is None for t in ("gap", "test_error") for s in result.reasons["gap"])
+    assert set(result.reasons["gap"].values()) == {
         "no environment passed the effective-sample-size filter ESS ≥ 12: at most 2 seeds per grid point give at "
         "most 4 model pairs per environment (ESS ≤ pairs, so ESS ≤ 4); it takes ≥ 4 seeds per grid point, "
-        "e.g. more seeds")
+        "e.g. more seeds"}
+    assert result.sign_error_environments == {"gap": 0, "test_error": 0}
+
+
+def test_ranking_reports_the_worst_p90_and_mean_sign_error_lower_is_better():
+    # one hp, 4 values x 4 seeds whose models agree: each environment holds 16 model pairs of one loss, weight 1
+    # (n_test None), ESS 16 ≥ 12. Per value pair: (0,1) 0, (0,2) 0, (0,3) 0, (1,2) 1, (1,3) 1/2 (measure tie),
+    # (2,3) 0; both orders: 12 losses, 0 ×8, .5 ×2, 1 ×2: worst 1, p90 .5 + .9·.5 = .95, mean 3/12 = .25
+    gap, measure = [0.1, 0.2, 0.3, 0.4], [1.0, 3.0, 2.0, 3.0]
+    models = [SimpleNamespace(id=f"m{v}s{seed}", hp={"a": v, "seed": seed}, gap=gap[v], test_error=gap[v] + 0.01)
+              for v in range(4) for seed in range(4)]
+    values = {m.id: Value(measure[m.hp["a"]], 0.1) for m in models}
+    result = ranking_test(_measure(), models, values, ["a", "seed"], n_test=None)
+    for target in ("gap", "test_error"):
+        scores = result.scores[target]
+        assert (scores["sign_error"], scores["sign_error_p90"], scores["sign_error_mean"]) == \
+            pytest.approx((1.0, 0.95, 0.25))
+        assert not any(k.startswith("sign_error") for k in result.reasons[target])
+    assert result.sign_error_environments == {"gap": 12, "test_error": 12}
+    losses = [0.0] * 8 + [0.5] * 2 + [1.0] * 2
+    assert ref.robust_summaries(losses) == pytest.approx({"max": 1.0, "p90": 0.95, "mean": 0.25})
+    # higher_is_better: the measure is negated first, so every pair flips: losses 1 ×8, .5 ×2, 0 ×2
+    margin = declare(kind="measure", higher_is_better=True)(lambda model, data, init=None: 0.0)
+    flipped = ranking_test(_measure(margin), models, values, ["a", "seed"], n_test=None)
+    assert flipped.oriented
+    assert flipped.scores["gap"]["sign_error_mean"] == pytest.approx(0.75)
+    assert flipped.scores["gap"]["sign_error_p90"] == pytest.approx(1.0)
+    from gapbench.evaluation.scores import LOWER_IS_BETTER
+    assert {"sign_error", "sign_error_p90", "sign_error_mean"} <= LOWER_IS_BETTER
+    only_seeds = ranking_test(_measure(), models, values, ["seed"], n_test=None)
+    assert {only_seeds.reasons["gap"][s] for s in ("sign_error", "sign_error_p90", "sign_error_mean")} == \
+        {"no hyperparameter other than the seed varies over the models ranked"}
 
 
 def test_the_test_set_size_comes_from_the_models_and_the_smallest_counts():
@@ -178,7 +211,8 @@ def test_the_leaderboard_note_says_why_the_sign_error_is_missing():
     why = "no environment passed the effective-sample-size filter ESS ≥ 12: ..."
     rows = [{"sign_error_gap": None, "sign_error_gap_why": why}, {"sign_error_gap": 0.5, "sign_error_gap_why": ""},
             {"sign_error_gap": None, "sign_error_gap_why": why}]
-    assert sign_error_gaps(rows) == [f"Robust sign error n/a for 2 of 3 quantities: {why}."]
+    assert sign_error_gaps(rows) == [f"Sign error (robust, 90th percentile and mean over environments) n/a for 2 of "
+                                     f"3 quantities: {why}."]
     assert sign_error_gaps(rows[1:2]) == []
 
 
@@ -197,12 +231,80 @@ def test_the_leaderboard_rows_carry_their_rank_by_every_score():
     rows = [dict(_row("a", 0.1, 0.3, 0.2), sign_error_gap=0.4), dict(_row("b", None, 0.5, 0.1), sign_error_gap=0.2),
             dict(_row("c", 0.7, 0.1, None), sign_error_gap=None)]
     for r in rows:
-        r.update({f"{score}_test_error": None for score in ("tau", "psi", "pgdl", "sign_error")})
+        r.update({f"{score}_test_error": None for score in SCORES}, sign_error_p90_gap=None, sign_error_mean_gap=None)
     ranked = {r["quantity"]: r for r in with_ranks(rows)}
     assert [ranked[q]["rank_psi_gap"] for q in "abc"] == [2, None, 1]
     assert [ranked[q]["rank_pgdl_gap"] for q in "abc"] == [2, 1, 3]
     assert [ranked[q]["rank_sign_error_gap"] for q in "abc"] == [2, 1, None]     # lower is better
     assert "rank_psi_gap" not in rows[0]                                          # the input is not mutated
+
+
+def _sign_rows():
+    """Three quantities tied at the worst environment (1.0) that the p90 and the mean tell apart, and one
+    without a sign error (no environment passed)."""
+    rows = []
+    for name, worst, p90, mean in (("a", 1.0, 0.96, 0.26), ("b", 1.0, 1.0, 0.53), ("c", 1.0, 0.94, 0.41),
+                                   ("d", None, None, None)):
+        row = dict(_row(name, 0.1, 0.1, 0.1), kind="measure", sign_error_gap=worst, sign_error_p90_gap=p90,
+                   sign_error_mean_gap=mean, sign_error_environments_gap=None if worst is None else 50,
+                   sign_error_gap_why="" if worst is not None else "no environment passed: ...")
+        row.update({f"{score}_test_error": None for score in SCORES})
+        row.update({c: None for c in ("paper_tau", "paper_psi", "paper_sign_error")}, paper_measure="")
+        rows.append(row)
+    return rows
+
+
+def test_the_leaderboard_ranks_the_p90_and_mean_sign_errors_lower_first():
+    from gapbench.evaluation.leaderboard import _table, csv_text, sorted_rows, with_ranks
+    ranked = {r["quantity"]: r for r in with_ranks(_sign_rows())}
+    assert [ranked[q]["rank_sign_error_gap"] for q in "abcd"] == [1, 1, 1, None]   # tied at the worst: all 1st
+    assert [ranked[q]["rank_sign_error_p90_gap"] for q in "abcd"] == [2, 3, 1, None]
+    assert [ranked[q]["rank_sign_error_mean_gap"] for q in "abcd"] == [1, 3, 2, None]
+    assert [r["quantity"] for r in sorted_rows(_sign_rows(), "sign_error_mean_gap")] == list("acbd")
+    header = csv_text(list(ranked.values())).splitlines()[0].split(",")
+    assert {"sign_error_p90_gap", "sign_error_mean_gap", "rank_sign_error_p90_gap", "rank_sign_error_mean_gap",
+            "sign_error_p90_test_error", "rank_sign_error_mean_test_error",
+            "sign_error_environments_gap"} <= set(header)
+    assert "<tr><td>1</td><td>a</td>" in _table(list(ranked.values()), "sign_error_gap")   # the tie in the table
+    assert "<tr><td>1</td><td>b</td>" in _table(list(ranked.values()), "sign_error_gap")
+    html = _table(list(ranked.values()), "sign_error_mean_gap")
+    assert "<th>sign error (worst)</th><th>sign error p90</th><th>sign error mean</th>" in html
+    assert "<td>1</td><td>0.96</td><td>0.26</td>" in html
+    assert html.index("<td>a</td>") < html.index("<td>c</td>") < html.index("<td>b</td>") < html.index("<td>d</td>")
+
+
+def test_a_cards_rank_by_the_p90_and_mean_sign_error_counts_the_lower_values():
+    from gapbench.evaluation.run import rank_against
+
+    def card(name, worst, p90, mean):
+        scores = {"gap": {"tau": None, "psi": None, "pgdl": None, "sign_error": worst, "sign_error_p90": p90,
+                          "sign_error_mean": mean}}
+        return SimpleNamespace(quantity={"name": name}, tests={"ranking": {"z": SimpleNamespace(scores=scores)},
+                                                               "cost": SimpleNamespace(seconds_per_model=None)})
+    cards = [card("a", 1.0, 0.96, 0.26), card("b", 1.0, 1.0, 0.53), card("c", 1.0, 0.94, 0.41)]
+    assert rank_against(cards[0], cards) == {
+        "sign_error vs gap": {"rank": 1, "of": 3, "value": 1.0},          # a tie: none is lower
+        "sign_error_p90 vs gap": {"rank": 2, "of": 3, "value": 0.96},
+        "sign_error_mean vs gap": {"rank": 1, "of": 3, "value": 0.26}}
+    assert rank_against(cards[1], cards)["sign_error_mean vs gap"]["rank"] == 3
+
+
+def test_the_closing_note_ranks_by_the_p90_and_mean_sign_error_and_counts_the_ties_at_the_worst():
+    from gapbench.evaluation.leaderboard import closing_note, sign_error_ranking
+    rows = _sign_rows()
+    assert sign_error_ranking(rows) == [
+        "Sign error vs the gap over the 50 environments that pass the ESS filter, quantities computed from the "
+        "training set (lower is better): the robust score (worst environment) is 1 at best, for 3 of 3 "
+        "quantities; top five by the 90th percentile of the environment losses: c (0.94), a (0.96), b (1); by "
+        "their mean (the average-case counterpart): a (0.26), c (0.41), b (0.53)."]
+    assert sign_error_ranking(rows[3:]) == []
+    note = closing_note(rows, {})
+    assert sign_error_ranking(rows)[0] in note
+    assert "Sign error (robust, 90th percentile and mean over environments) n/a for 1 of 4 quantities: no " \
+           "environment passed: ...." in note
+    rows[0]["held_out"] = True                 # a held-out bound is ranked apart, as by Ψ
+    assert "for 2 of 2 quantities; top five by the 90th percentile of the environment losses: c (0.94), b (1)" \
+        in " ".join(closing_note(rows, {}))
 
 
 def test_the_closing_note_is_computed_from_the_scores():

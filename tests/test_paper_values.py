@@ -14,6 +14,7 @@ import gapbench as gb
 from gapbench.errors import GapbenchError
 from gapbench.evaluation import leaderboard, paper_values
 from gapbench.evaluation.paper_values import COUNTERPARTS, PARTIAL, VALUES, check_values, paper_columns
+from gapbench.evaluation.scores import SCORES
 
 REGISTERED = {entry.name: entry for entry in gb.list_measures()}
 CITED = {"score": "tau", "paper": "Jiang et al. 2020", "dataset": "CIFAR-10", "value": -0.25,
@@ -133,7 +134,7 @@ def test_paper_columns_show_a_read_value_with_its_citation(monkeypatch):
 
 
 def _row(name: str, tau: float | None) -> dict:
-    scores = {f"{s}_{t}": None for s in ("tau", "psi", "pgdl", "sign_error") for t in ("gap", "error")}
+    scores = {f"{s}_{t}": None for s in SCORES for t in ("gap", "error")}
     return {"quantity": name, "kind": "measure", **scores, "tau_gap": tau, **paper_columns(name)}
 
 

@@ -349,6 +349,42 @@ def test_robust_sign_error_by_hand_without_noise_filtering():
     assert result.worst == 0.5
 
 
+def test_the_worst_p90_and_mean_environment_loss_by_hand():
+    # one hp, 4 values (one model each), gaps .1 < .2 < .3 < .4, measures 1, 3, 2, 3; weight 1 per pair, each
+    # environment one pair: (0,1) 1→3 concordant 0; (0,2) 0; (0,3) 0; (1,2) 3→2 against the gap 1; (1,3) tie
+    # 1/2; (2,3) 2→3: 0. Both orders: 12 losses, sorted 0 ×8, .5 ×2, 1 ×2. max 1; mean (2·.5 + 2·1)/12 = 1/4;
+    # p90: position 0.9·11 = 9.9 between L₍₉₎ = .5 and L₍₁₀₎ = 1: .5 + .9·.5 = .95
+    hps = [dict(a=v) for v in range(4)]
+    result = robust_sign_error(hps, [1, 3, 2, 3], [0.1, 0.2, 0.3, 0.4], n_test=None, min_ess=1)
+    losses = sorted(result.env_losses["all"].tolist())
+    assert losses == [0] * 8 + [0.5] * 2 + [1] * 2
+    assert (result.worst, result.p90, result.mean) == pytest.approx((1.0, 0.95, 0.25))
+    assert ref.robust_summaries(losses) == pytest.approx({"max": 1.0, "p90": 0.95, "mean": 0.25})
+    for stat, value in (("max", result.worst), ("p90", result.p90), ("mean", result.mean)):
+        assert result.summary(stat) == pytest.approx({"a": value, "all": value})
+    none = robust_sign_error(hps, [1, 3, 2, 3], [0.1, 0.2, 0.3, 0.4], n_test=None, min_ess=2)   # ESS 1 < 2
+    assert all(math.isnan(v) for v in (none.worst, none.p90, none.mean))
+
+
+@settings(max_examples=20, deadline=None)
+@given(seed=st.integers(0, 10_000), repeats=st.integers(1, 3), n_test=st.sampled_from([None, 200, 2000]))
+def test_the_worst_p90_and_mean_match_the_literal_loops_and_plain_summaries(seed, repeats, n_test):
+    hps, _, _ = random_grid_case(seed, {"a": 3, "b": 2, "c": 2})
+    hps = hps * repeats
+    rng = np.random.default_rng(seed)
+    measure, gap = rng.random(len(hps)), rng.random(len(hps)) * 0.3
+    expected = ref.robust_losses(hps, measure, gap, n_test, 1.0)
+    every = [loss for losses in expected.values() for loss in losses]
+    assume(every)
+    result = robust_sign_error(hps, measure, gap, n_test=n_test, min_ess=1.0)
+    assert {"max": result.worst, "p90": result.p90, "mean": result.mean} == pytest.approx(ref.robust_summaries(every))
+    for stat in ("max", "p90", "mean"):
+        assert result.summary(stat)["all"] == pytest.approx(ref.robust_summaries(every)[stat])
+        for name, losses in expected.items():
+            if losses:
+                assert result.summary(stat)[name] == pytest.approx(ref.robust_summaries(losses)[stat])
+
+
 def test_robust_sign_error_by_hand_with_hoeffding_weights_and_the_ess_filter():
     # a single hp, two seeds per value; n = 1000 test points. Pairs (a=0 seed, a=1 seed):
     #   gaps .10/.20 (Δ .1): w_H = (1 − 2e^{−2·1000·.05²})² = (1 − 2e^{−5})², measures 1/2 concordant: loss 0

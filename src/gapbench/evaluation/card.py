@@ -206,6 +206,8 @@ def _test_section(test: str, result: Any) -> str:
                        for score, v in scores.items()]
             fields += [(f"why no {score} vs {target}", why) for target, whys in r.reasons.items()
                        for score, why in whys.items()]
+            fields += [(f"environments behind the sign errors vs {target} (ESS filter passed)", count)
+                       for target, count in r.sign_error_environments.items()]
             fields += [(f"ψ_{hp} vs gap ({count} groups)", r.per_hp_psi.get(hp, "no group: never varies alone"))
                        for hp, count in r.psi_groups.items()]
         body.append((f"<h4>{html.escape(zoo)}</h4>" if zoo else "") + f"<table>{_rows(fields)}</table>")

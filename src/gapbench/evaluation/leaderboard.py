@@ -1,18 +1,22 @@
 """The leaderboard of `gapbench evaluate --all`: every registered measure and bound by each score, sorted,
 as OUT/evaluate/leaderboard.html and leaderboard.csv, with a closing note. The CSV holds, beside each score,
-the quantity's rank by it (rank_<score>_<target>, 1 = best) and the groups behind each ψ_i of its Ψ.
+the quantity's rank by it (rank_<score>_<target>, 1 = best; the sign errors and seconds lower first), the
+groups behind each ψ_i of its Ψ and the number of environments behind its sign errors.
 
-The paper columns put, beside our τ, Ψ and sign error, the published scores of the same measure from
-:mod:`.paper_values`: the paper's name and equation for it (Jiang et al. 2020's App. C), how it relates to
-ours ('identical' or 'same ranks'), and each score read from Jiang et al.'s Kendall-coefficient tables or
-Dziugaite et al.'s sign-error results with its citation; "not transcribed" where none was read (the papers'
-zoos are CIFAR-10/SVHN convolutional networks, and the closing note says how ours differs). A measure that
-only resembles a paper measure gets no paper score, and its cell says why ("not comparable: ...").
+The paper columns put, beside our τ, Ψ and robust (worst-environment) sign error, the published scores of
+the same measure from :mod:`.paper_values`: the paper's name and equation for it (Jiang et al. 2020's App. C),
+how it relates to ours ('identical' or 'same ranks'), and each score read from Jiang et al.'s
+Kendall-coefficient tables or Dziugaite et al.'s sign-error results with its citation; "not transcribed"
+where none was read (the papers' zoos are CIFAR-10/SVHN convolutional networks, and the closing note says how
+ours differs). A measure that only resembles a paper measure gets no paper score, and its cell says why
+("not comparable: ...").
 
 The closing note is computed from the scores, never written in advance: the top five by Ψ and by the PGDL
 score among the quantities computed from the training set (the held-out bounds, which see the test points,
-on a line of their own); why the robust sign error is n/a where it is (e.g. too few seeds per grid point for
-its ESS filter); whether sharpness / PAC-Bayes-flatness measures lead (the best measure by Ψ is a registered
+on a line of their own); for the sign error, how many of those quantities share the best robust
+(worst-environment) value and the top five by the 90th percentile and by the mean of the environment
+losses, or why the sign errors are n/a where they are (e.g. too few seeds per grid point for the ESS
+filter); whether sharpness / PAC-Bayes-flatness measures lead (the best measure by Ψ is a registered
 'sharpness' measure) and whether the norm products correlate negatively with the gap (τ < 0 for each), as
 Jiang et al. found.
 """
@@ -22,6 +26,7 @@ from __future__ import annotations
 import csv
 import html
 import io
+import math
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +34,7 @@ from ..atomic import atomic_write_bytes
 from ..report import html_page
 from .card import Card, verdict_of
 from .paper_values import DZIUGAITE, JIANG, paper_columns
-from .scores import SCORES, TARGETS
+from .scores import LOWER_IS_BETTER, SCORES, SIGN_ERRORS, TARGETS
 
 NORM_PRODUCTS = ("spectral_product", "frobenius_product", "jiang2020_log_prod_of_spec",
                  "jiang2020_log_prod_of_fro")     # Π_l ‖W_l‖ (or its log): the products Jiang et al. discuss
@@ -43,7 +48,8 @@ def row(card: Card, meta: dict[str, Any] | None = None) -> dict[str, Any]:
     for target in TARGETS:
         for score in SCORES:
             out[f"{score}_{target}"] = None if first is None else first.scores[target][score]
-    out["sign_error_gap_why"] = "" if first is None else first.reasons["gap"].get("sign_error", "")
+    out["sign_error_gap_why"] = "" if first is None else first.reasons["gap"].get("sign_error", "")  # all three's
+    out["sign_error_environments_gap"] = None if first is None else first.sign_error_environments.get("gap")
     out["psi_groups"] = ("" if first is None else
                          "; ".join(f"{hp} {count}" for hp, count in first.psi_groups.items()))
     m = card.tests.get("m_test")
@@ -62,23 +68,33 @@ def row(card: Card, meta: dict[str, Any] | None = None) -> dict[str, Any]:
     return out
 
 
+def _lower_first(column: str) -> bool:
+    return column == "seconds_per_model" or column in {f"{s}_{t}" for s in LOWER_IS_BETTER for t in TARGETS}
+
+
 def sorted_rows(rows: list[dict[str, Any]], column: str) -> list[dict[str, Any]]:
-    """Rows with a value in `column` best first (lower first for the sign error and seconds), then the rest."""
+    """Rows with a value in `column` best first (lower first for the sign errors and seconds), then the rest."""
     have = [r for r in rows if r[column] is not None]
-    lower_first = column.startswith("sign_error") or column == "seconds_per_model"
-    have.sort(key=lambda r: r[column], reverse=not lower_first)
+    have.sort(key=lambda r: r[column], reverse=not _lower_first(column))
     return have + [r for r in rows if r[column] is None]
 
 
 def with_ranks(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The rows with rank_<score>_<target> added: 1 for the best value of that column (sorted_rows), None
-    where the quantity has no value, so the CSV states the top five by any score, Ψ and PGDL included."""
+    """The rows with rank_<score>_<target> added: 1 + the number of quantities with a better value in that
+    column (so equal values share a rank, as in the cards' ranks: a robust sign error of 1 for every quantity
+    ranks them all 1st), None where the quantity has no value; the CSV states the top five by any score."""
     ranked = [dict(r) for r in rows]
     for column in (f"{score}_{target}" for target in TARGETS for score in SCORES):
-        order = {id(r): i + 1 for i, r in enumerate(sorted_rows(ranked, column)) if r[column] is not None}
-        for r in ranked:
-            r[f"rank_{column}"] = order.get(id(r))
+        for r, rank in zip(ranked, _ranks(ranked, column), strict=True):
+            r[f"rank_{column}"] = rank
     return ranked
+
+
+def _ranks(rows: list[dict[str, Any]], column: str) -> list[int | None]:
+    """Each row's rank by `column`: 1 + the number of rows with a better value (ties share), None: no value."""
+    values = [r[column] for r in rows if r[column] is not None]
+    better = (lambda v, mine: v < mine) if _lower_first(column) else (lambda v, mine: v > mine)
+    return [None if r[column] is None else 1 + sum(better(v, r[column]) for v in values) for r in rows]
 
 
 def _top(rows: list[dict[str, Any]], column: str) -> list[dict[str, Any]]:
@@ -112,19 +128,42 @@ def closing_note(rows: list[dict[str, Any]], zoos: dict) -> list[str]:
                         f"correlations)")
         lines.append("Norm products (" + ", ".join(f"{r['quantity']} τ = {r['tau_gap']:.3g}" for r in products)
                      + f"): {verdict}.")
+    lines += sign_error_ranking(rows)
     lines += sign_error_gaps(held_out + rows)
     lines.append(zoo_difference(zoos))
     return lines
 
 
+def sign_error_ranking(rows: list[dict[str, Any]]) -> list[str]:
+    """One line on the sign errors vs the gap of the quantities that have them: how many share the best
+    robust (worst-environment) value, which one environment at loss 1 sets for a quantity whatever the
+    others, so that it can tie them all; and the top five by the 90th percentile and by the mean of the
+    environment losses, lower first (gapbench.evaluation.scores.SIGN_ERRORS)."""
+    have = [r for r in rows if r.get("sign_error_gap") is not None]
+    if not have:
+        return []
+    best = min(r["sign_error_gap"] for r in have)
+    ties = sum(math.isclose(r["sign_error_gap"], best, rel_tol=1e-12, abs_tol=1e-12) for r in have)
+    counts = sorted({r.get("sign_error_environments_gap") for r in have} - {None})
+    over = (f" over the {counts[0]}{'' if len(counts) == 1 else f'–{counts[-1]}'} environments that pass the "
+            f"ESS filter" if counts else "")
+    return [f"Sign error vs the gap{over}, quantities computed from the training set (lower is better): the "
+            f"robust score (worst environment) is {best:.3g} at best, for {ties} of {len(have)} quantities; top "
+            f"five by the 90th percentile of the environment losses: "
+            f"{_names(_top(have, 'sign_error_p90_gap'), 'sign_error_p90_gap')}; by their mean (the "
+            f"average-case counterpart): {_names(_top(have, 'sign_error_mean_gap'), 'sign_error_mean_gap')}."]
+
+
 def sign_error_gaps(rows: list[dict[str, Any]]) -> list[str]:
-    """One line per distinct reason the robust sign error (vs the gap) is n/a, with how many quantities it
-    holds for: on a zoo with too few seeds per grid point it is every quantity, for the same reason."""
+    """One line per distinct reason the sign errors (vs the gap: robust, 90th percentile, mean; one reason
+    for the three) are n/a, with how many quantities it holds for: on a zoo with too few seeds per grid
+    point it is every quantity, for the same reason."""
     reasons: dict[str, int] = {}
     for r in rows:
         if r.get("sign_error_gap") is None and r.get("sign_error_gap_why"):
             reasons[r["sign_error_gap_why"]] = reasons.get(r["sign_error_gap_why"], 0) + 1
-    return [f"Robust sign error n/a for {count} of {len(rows)} quantities: {why}." for why, count in reasons.items()]
+    return [f"Sign error (robust, 90th percentile and mean over environments) n/a for {count} of {len(rows)} "
+            f"quantities: {why}." for why, count in reasons.items()]
 
 
 def _names(rows: list[dict[str, Any]], column: str) -> str:
@@ -186,13 +225,16 @@ def csv_text(rows: list[dict[str, Any]]) -> str:
 
 def _table(rows: list[dict[str, Any]], column: str) -> str:
     head = "<tr><th>rank</th><th>quantity</th><th>kind</th><th>" + html.escape(column) + \
-           "</th><th>τ gap</th><th>Ψ gap</th><th>PGDL</th><th>sign error</th><th>paper τ</th><th>paper Ψ</th>" \
-           "<th>paper sign error</th><th>paper measure (source)</th></tr>"
+           "</th><th>τ gap</th><th>Ψ gap</th><th>PGDL</th><th>sign error (worst)</th><th>sign error p90</th>" \
+           "<th>sign error mean</th><th>paper τ</th><th>paper Ψ</th><th>paper sign error</th>" \
+           "<th>paper measure (source)</th></tr>"
+    ordered = sorted_rows(rows, column)
     body = "".join(
-        f"<tr><td>{i + 1 if r[column] is not None else ''}</td><td>{html.escape(r['quantity'])}</td>"
+        f"<tr><td>{'' if rank is None else rank}</td><td>{html.escape(r['quantity'])}</td>"
         f"<td>{r['kind']}</td><td>{_fmt(r[column])}</td><td>{_fmt(r['tau_gap'])}</td><td>{_fmt(r['psi_gap'])}</td>"
-        f"<td>{_fmt(r['pgdl_gap'])}</td><td>{_fmt(r['sign_error_gap'])}</td>{_paper_cells(r)}</tr>"
-        for i, r in enumerate(sorted_rows(rows, column)))
+        f"<td>{_fmt(r['pgdl_gap'])}</td>"
+        + "".join(f"<td>{_fmt(r[f'{score}_gap'])}</td>" for score in SIGN_ERRORS) + f"{_paper_cells(r)}</tr>"
+        for r, rank in zip(ordered, _ranks(ordered, column), strict=True))
     return f"<details><summary>sorted by {html.escape(column)}</summary><table>{head}{body}</table></details>"
 
 

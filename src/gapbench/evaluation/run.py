@@ -26,13 +26,13 @@ from ..quantity import DEFAULT_DELTA, Quantity, QuantityError, builtin_quantity
 from ..store import Store
 from .card import Card, write_card
 from .nk_tests import m_test, sprime_test
-from .scores import LOWER_IS_BETTER, cost_test, ranking_test, validity_test
+from .scores import LOWER_IS_BETTER, SCORES, cost_test, ranking_test, validity_test
 from .values import ValueCache, default_split
 
 M_ZOO, SPRIME_ZOO = "nk-m-sweep", "nk-hypersphere"
 DEFAULT_ZOOS = ("mnist-hparams", M_ZOO, SPRIME_ZOO)
 OUTPUT = "evaluate"                       # OUT/evaluate/<name>/
-RANK_SCORES = (("tau", "gap"), ("psi", "gap"), ("pgdl", "gap"), ("sign_error", "gap"))
+RANK_SCORES = tuple((score, "gap") for score in SCORES)     # τ, Ψ, PGDL and the sign errors vs the gap
 
 
 @dataclass

@@ -22,6 +22,12 @@ Ported from nitarshan/robust-generalization-measures @ 8e90129, ``experiments/co
   equal; Σ w² = 0 gives ESS 0); each unordered environment appears twice, (c1, c2) and (c2, c1), with the
   same loss, as in the paper's distributions. The paper's figures use min_ess = 12 and n = 10 000
   (``makefile``, ``create_environments.py`` line 110).
+- ``figure_cdf_all_measures.py`` lines 153–164: each measure's distribution of environment losses is drawn as
+  a CDF with three lines, its max (the robust sign error), its 90th percentile (``np.percentile(losses,
+  q=90)``) and its mean; lines 128–131 order the measures by the mean over all hyperparameters.
+  ``supp_figure_monte_carlo_ablation.py`` lines 83–88 compare measures by the same mean, 90th percentile and
+  max (and the median): :attr:`RobustSignError.worst`, :attr:`~RobustSignError.p90`,
+  :attr:`~RobustSignError.mean`.
 
 The filter is kept as the paper has it, and what it dropped is reported: every environment's ESS and number
 of model pairs, and :meth:`RobustSignError.shortfall` says why none passed. An environment of combinations
@@ -76,8 +82,25 @@ class RobustSignError:
 
     @property
     def worst(self) -> float:
-        """The robust sign error: the largest environment loss over every varied hyperparameter."""
+        """The robust sign error: the largest loss over the kept environments of every varied hyperparameter,
+        max_e L_e, the paper's sup over environments of the expected sign error (§3; nan: none kept)."""
         return self.summary("max")["all"]
+
+    @property
+    def p90(self) -> float:
+        """The 90th percentile of the kept environments' losses (all hyperparameters): with the k losses sorted,
+        L₍₁₎ ≤ … ≤ L₍ₖ₎, the value at 0-based position r = 0.9·(k − 1), interpolated linearly between
+        L₍⌊r⌋₊₁₎ and L₍⌊r⌋₊₂₎ (np.percentile's default, as figure_cdf_all_measures.py line 161 draws it);
+        nan when none was kept."""
+        return self.summary("p90")["all"]
+
+    @property
+    def mean(self) -> float:
+        """The mean loss over the kept environments (all hyperparameters), (1/k)·Σ_e L_e, each unordered
+        environment counted twice as in the paper's distributions: the average-case, non-robust counterpart
+        of :attr:`worst`, by which the paper's figure orders the measures (figure_cdf_all_measures.py lines
+        128–131); nan when none was kept."""
+        return self.summary("mean")["all"]
 
     @property
     def too_few_repeats(self) -> bool:
