@@ -37,9 +37,10 @@ Threads: everything runs with one intra-op thread per core of the machine (``os.
 ``threads``, except the all-measures entry (``measures_ratio``, ``measures_gapbench_s``, ``measures_peer_s``
 and the measure costs), which runs at ``measures_threads`` = :data:`MEASURES_THREADS` = 1: measures are
 computed by gapbench's workers at one intra-op thread each (``--threads 1``), so that is the comparison that
-matters, and on a loaded 2-core machine two threads slow both sides about threefold and make the ratio noisy
-(measured at load 3.7: median 0.41, IQR 0.30-0.51, range 0.15-1.73 at 2 threads against 0.57, IQR 0.55-0.64
-at 1). Both sides of each pair run under the same thread count, restored afterwards.
+matters, and on a loaded 2-core machine two threads slow both sides (the peer about threefold) and make the
+ratio noisy (two runs each at load 3.5-4.3: medians 0.41 and 0.36, ranges 0.15-1.73 and 0.12-1.32 at 2
+threads; 0.57 and 0.55, ranges 0.47-0.75 and 0.46-0.64 at 1). Both sides of each pair run under the same
+thread count, restored afterwards.
 
 JSON (``gapbench bench --json``, the dict :func:`run_bench` returns)::
 

@@ -25,8 +25,7 @@ as the points evaluated so far decide it; identical errors and σ, see that modu
      target). One-sided: only a σ that passes can stop the search, whereas Dziugaite et al.'s released code
      stops at the first σ with |change − target| < 0.01, which may be a σ whose change exceeds the target
      (Jiang et al.'s Algorithm 1 has the same kind of deviation tolerance ε_d). ``tolerance = TOLERANCE =
-     0.01`` is that code's ``displacement_tolerance = 1e-2`` (the PGDL competition's reference
-     ``sharpness_sigma`` has ``deviat_eps = 1e-2`` too); 0 turns the stop off.
+     0.01`` is that code's ``displacement_tolerance = 1e-2``; 0 turns the stop off.
    - **precision stop**: σ_fail / σ_pass ≤ 1 + ``std_rtol`` (``STD_RTOL = 0.01``: σ known to 1 %). Over 10
      seeds the σ found varies with a standard deviation of log σ of 0.06-0.07 on the bench's MLP (1000
      points, 10 draws) and of 0.2 on an 80-point MLP, so 1 % is well inside the Monte Carlo spread. It
