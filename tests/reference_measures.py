@@ -172,3 +172,46 @@ def perturbed_error(model: nn.Module, x: torch.Tensor, y: torch.Tensor, std: flo
         gammas = margins(noisy, x, y)
         errors.append(sum(g <= 0 for g in gammas) / len(gammas))
     return sum(errors) / n_samples
+
+
+def sigma_search(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, magnitude: bool = False,
+                 target: float = 0.1, n_samples: int = 10, iters: int = 20, std_low: float = 1e-6,
+                 std_high: float = 1.0, seed: int = 0, tolerance: float = 0.0, std_rtol: float = 0.0,
+                 magnitude_eps: float = 1e-3) -> tuple[float, float, list[float]]:
+    """The PAC-Bayes σ search written out: (σ found, its error increase, every σ evaluated in order).
+
+    increase(σ) = perturbed_error(σ) − the unperturbed error; σ passes when increase(σ) ≤ target. std_high
+    passing or std_low failing ends the search there. Otherwise a bisection at the midpoint of log σ between
+    the largest σ seen to pass and the smallest seen to fail, for at most `iters` midpoints; before each one,
+    stop if tolerance > 0 and the passing σ's increase is at least target − tolerance, or if std_rtol > 0 and
+    fail/pass ≤ 1 + std_rtol. Returns the largest σ seen to pass."""
+    from gapbench.layers import fold_batchnorm
+    x = x.double()
+    base_margins = margins(fold_batchnorm(model).double(), x, y)
+    base = sum(g <= 0 for g in base_margins) / len(base_margins)
+    evaluated = []
+
+    def increase(std: float) -> float:
+        evaluated.append(std)
+        return perturbed_error(model, x, y, std, n_samples, seed, magnitude=magnitude,
+                               magnitude_eps=magnitude_eps) - base
+
+    top = increase(std_high)
+    if top <= target:
+        return std_high, top, evaluated
+    bottom = increase(std_low)
+    if bottom > target:
+        return std_low, bottom, evaluated
+    passing, failing, passing_increase = std_low, std_high, bottom
+    for _ in range(iters):
+        if tolerance > 0 and passing_increase >= target - tolerance:
+            break
+        if std_rtol > 0 and failing / passing <= 1 + std_rtol:
+            break
+        middle = math.exp((math.log(passing) + math.log(failing)) / 2)
+        found = increase(middle)
+        if found <= target:
+            passing, passing_increase = middle, found
+        else:
+            failing = middle
+    return passing, passing_increase, evaluated

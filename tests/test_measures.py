@@ -378,7 +378,7 @@ def test_sharpness_search_brackets_the_target_and_reports_the_kl():
     setting = SETTINGS[0]
     model, init, (x, y) = setting.model(0), setting.model(1), setting.data(n=40)
     result = sharpness_search(model, (x, y), init=init, n_samples=3, iters=8, std_low=1e-3, std_high=10.0,
-                              seed=3)
+                              seed=3, tolerance=0, std_rtol=0)          # every step: the bracket is 2^-8 wide
     assert result.saturated == ""
     base = sum(g <= 0 for g in ref.margins(model, x, y)) / 40
     assert result.base_error == pytest.approx(base)
@@ -391,9 +391,9 @@ def test_sharpness_search_brackets_the_target_and_reports_the_kl():
     kl = sum(ref.frobenius(p - q) ** 2 for p, q in zip(params, params0, strict=True)) / (2 * result.std ** 2)
     assert result.kl == pytest.approx(kl, rel=1e-10)
     assert measure("pacbayes_sharpness", model, (x, y), n_samples=3, iters=8, std_low=1e-3, std_high=10.0,
-                   seed=3) == result.std
+                   seed=3, tolerance=0, std_rtol=0) == result.std
     assert measure("jiang2020_pacbayes_flatness", model, (x, y), n_samples=3, iters=8, std_low=1e-3,
-                   std_high=10.0, seed=3) == pytest.approx(1 / result.std ** 2)
+                   std_high=10.0, seed=3, tolerance=0, std_rtol=0) == pytest.approx(1 / result.std ** 2)
 
 
 def test_magnitude_aware_search_uses_noise_var_sigma2_w2_plus_eps2():
@@ -410,6 +410,8 @@ def test_sharpness_saturates_at_std_high_when_the_error_cannot_rise():
     x, y = torch.zeros(5, 2), torch.zeros(5, dtype=torch.long)
     result = sharpness_search(model, (x, y), target=1.0, n_samples=1, iters=2)
     assert result.saturated == "high" and result.std == 1.0
+    mag = sharpness_search(model, (x, y), magnitude=True, target=1.0, n_samples=1, iters=2)
+    assert mag.saturated == "high" and mag.std == 2.0         # the magnitude-aware range: σ' up to 2
 
 
 # ---------------------------------------------------------------- invariances

@@ -17,7 +17,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 from .config import DataConfig, ModelConfig, RunConfig, Runtime, TrainConfig, signature  # noqa: E402
 from .errors import GapbenchError  # noqa: E402

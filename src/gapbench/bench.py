@@ -22,7 +22,7 @@ is a best-of. Each target is checked on the median. Inputs are seeded synthetic 
 - ``measures_ratio`` = gapbench's all-measures seconds ÷ the peer port's ``get_all_measures`` seconds on one
   trained MLP, and each measure's cost alone: :mod:`gapbench.bench_measures`. Target < 1. Needs the
   repository checkout (the port is in ``benchmarks/``, not in the package); without it the entry is left out
-  and ``notes`` says why.
+  and ``notes`` says why. Runs at ``MEASURES_THREADS`` = 1 intra-op thread (see Threads).
 - ``spectral_s``: seconds for the exact spectral norms (``torch.linalg.matrix_norm(ord=2)``) of the six
   weight matrices of the net, R repetitions (no pair). Target < 2.
 - ``pbnet_fcn_ratio`` = B's seconds ÷ A's. PBB's FCN 784-600-600-600-10 with biases (pbb/models.py, NNet4l
@@ -34,11 +34,18 @@ is a best-of. Each target is checked on the median. Inputs are seeded synthetic 
   max-pool 2, FC 128, FC 10) at batch ``pb_cnn_batch``, one forward per trial (``pbnet_cnn_ratio``).
 
 Threads: everything runs with one intra-op thread per core of the machine (``os.cpu_count()``), reported as
-``threads``; both sides of each pair run under the same thread count, restored afterwards.
+``threads``, except the all-measures entry (``measures_ratio``, ``measures_gapbench_s``, ``measures_peer_s``
+and the measure costs), which runs at ``measures_threads`` = :data:`MEASURES_THREADS` = 1: measures are
+computed by gapbench's workers at one intra-op thread each (``--threads 1``), so that is the comparison that
+matters, and on a loaded 2-core machine two threads slow both sides (the peer about threefold) and make the
+ratio noisy (two runs each at load 3.5-4.3: medians 0.41 and 0.36, ranges 0.15-1.73 and 0.12-1.32 at 2
+threads; 0.57 and 0.55, ranges 0.47-0.75 and 0.46-0.64 at 1). Both sides of each pair run under the same
+thread count, restored afterwards.
 
 JSON (``gapbench bench --json``, the dict :func:`run_bench` returns)::
 
-    {"quick": false, "repeats": 7, "threads": 2, "torch": "2.13.0", "machine": "x86_64", "processor": "…",
+    {"quick": false, "repeats": 7, "threads": 2, "measures_threads": 1, "torch": "2.13.0", "machine": "x86_64",
+     "processor": "…",
      "sizes": {...},          # BenchSizes of this run, as a dict (the net as a ModelConfig dict)
      "net_params": 5_007_360,   # N_params of that net (the 6·N·batch FLOP count)
      "figures": {NAME: {"label": "MLP b128 MFU", "unit": "ratio", "median": 0.8, "q1": …, "q3": …,
@@ -106,6 +113,7 @@ NK_NET = ModelConfig(depth=5, width=1024, bias=False, init="glorot_uniform")  # 
 PB_PRIOR_STD = 0.03  # PBB's MNIST prior scale (σ_prior = 0.03); timings do not depend on it
 NK_STEPS = 2_000_000  # ≈ batch-1 steps of the nk2019-fig1 paper preset per pair of draws
 MNIST_SHAPE, CLASSES = (784,), 10
+MEASURES_THREADS = 1  # intra-op threads of the all-measures entry: one per worker, as gapbench computes measures
 
 
 @dataclasses.dataclass(frozen=True)
@@ -294,36 +302,39 @@ def run_bench(quick: bool = False, repeats: int | None = None, progress: bool = 
     check_positive_int(repeats, "repeats", "run_bench()")
     sizes = sizes or (QUICK if quick else FULL)
     threads = os.cpu_count() or 1
-    plan = [("MFU: matmul peak vs MLP batch 128", mfu_pairs), ("batch 1: plain vs fused", batch1_pairs),
-            ("stacked: one after another vs together", stacked_pairs), ("spectral norms", spectral_repeats),
-            ("PAC-Bayes nets: mean vs per-example forward", probnet_pairs)]
+    plan = [("MFU: matmul peak vs MLP batch 128", mfu_pairs, threads),
+            ("batch 1: plain vs fused", batch1_pairs, threads),
+            ("stacked: one after another vs together", stacked_pairs, threads),
+            ("spectral norms", spectral_repeats, threads),
+            ("PAC-Bayes nets: mean vs per-example forward", probnet_pairs, threads)]
     notes: list[str] = []
     if bench_measures.PEER_PORT.is_file():
-        plan.append(("all measures: peer port vs gapbench", bench_measures.measures_pairs))
+        plan.append(("all measures: peer port vs gapbench", bench_measures.measures_pairs, MEASURES_THREADS))
     else:
         notes.append(f"measures_ratio left out: the peer port {bench_measures.PEER_PORT} is not there (it is in "
                      f"the repository's benchmarks/ folder, not in the installed package)")
     per_trial: dict[str, np.ndarray] = {}
     costs = None
     previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
     start = time.perf_counter()
     try:
-        for name, benchmark in plan:
+        for name, benchmark, intra_op in plan:
             if progress:
-                print(f"bench: {name}, {repeats} rounds ...", flush=True)
+                print(f"bench: {name}, {repeats} rounds, {intra_op} thread(s) ...", flush=True)
+            torch.set_num_threads(intra_op)
             per_trial.update(benchmark(sizes, repeats, clock))
         if not notes:
             if progress:
                 print("bench: each measure alone, once ...", flush=True)
+            torch.set_num_threads(MEASURES_THREADS)
             costs = bench_measures.cost_table(sizes)
     finally:
         torch.set_num_threads(previous)
     figures = {name: {"label": FIGURES[name][0], "unit": FIGURES[name][1], **spread(per_trial[name])}
                for name in FIGURES if name in per_trial}
     net_params = _num_params(build_model(sizes.net, MNIST_SHAPE, CLASSES))
-    return {"quick": bool(quick), "repeats": repeats, "threads": threads, "torch": torch.__version__,
-            "machine": platform.machine(), "processor": platform.processor(),
+    return {"quick": bool(quick), "repeats": repeats, "threads": threads, "measures_threads": MEASURES_THREADS,
+            "torch": torch.__version__, "machine": platform.machine(), "processor": platform.processor(),
             "sizes": dataclasses.asdict(sizes), "net_params": net_params,
             "figures": figures, "targets": check_targets(figures), "measure_costs": costs, "notes": notes,
             "bench_s": time.perf_counter() - start}
@@ -337,7 +348,8 @@ def _num(value: float) -> str:
 
 def format_bench(result: dict[str, object]) -> str:
     """run_bench()'s result as a table: median, min–max, interquartile range, and each target met or not."""
-    head = (f"gapbench bench (torch {result['torch']}, {result['threads']} threads, {result['repeats']} "
+    head = (f"gapbench bench (torch {result['torch']}, {result['threads']} threads, all measures at "
+            f"{result['measures_threads']}, {result['repeats']} "
             f"interleaved pairs per ratio{', quick' if result['quick'] else ''}): medians with their spread; "
             f"figures are noisy on a shared machine")
     rows = [("", "median", "min – max", "IQR q1 – q3", "target")]

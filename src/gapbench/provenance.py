@@ -3,7 +3,7 @@
 Every stored run and every checkpoint carries this dict (STYLE rule 9, airbench's "a result is stored together
 with the code version that produced it"):
 
-    {"gapbench": "0.1.0",            # package version
+    {"gapbench": "0.2.0",            # package version
      "git_sha": "2619a44…" | None,   # HEAD of the git checkout the package was imported from, if any
      "torch": "2.13.0", "python": "3.11.7", "platform": "Linux-…", "hostname": "…",
      "time": "2025-01-01T12:00:00+00:00"}   # UTC, ISO 8601, when this process first asked

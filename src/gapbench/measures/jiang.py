@@ -42,7 +42,7 @@ from ._base import MEASURES, XY, input_shape_of, layers_of, paired_layers, weigh
 from .conv import check_norm_params, layer_operator_norm
 from .margins import order_statistic_quantile, per_example_margins
 from .path_norms import path_norms
-from .sharpness import MAGNITUDE_EPS, sharpness_search
+from .sharpness import MAG_STD_HIGH, MAGNITUDE_EPS, STD_HIGH, STD_RTOL, TOLERANCE, sharpness_search
 
 JIANG = "Jiang et al. 2020, Fantastic generalization measures, Eq."
 
@@ -169,16 +169,18 @@ def _add_pacbayes(name: str, equation: str, magnitude: bool, reference: str) -> 
     needs_init = reference == "init" or (magnitude and reference == "orig")
     if magnitude:
         def fn(model, data, init, *, target: float = 0.1, n_samples: int = 10, iters: int = 20,
-               std_low: float = 1e-6, std_high: float = 1.0, magnitude_eps: float = MAGNITUDE_EPS,
-               seed: int = 0) -> float:
+               std_low: float = 1e-6, std_high: float = MAG_STD_HIGH, magnitude_eps: float = MAGNITUDE_EPS,
+               seed: int = 0, tolerance: float = TOLERANCE, std_rtol: float = STD_RTOL) -> float:
             return _pacbayes(full, model, data, init, True, reference, target=target, n_samples=n_samples,
                              iters=iters, std_low=std_low, std_high=std_high, magnitude_eps=magnitude_eps,
-                             seed=seed)
+                             seed=seed, tolerance=tolerance, std_rtol=std_rtol)
     else:
         def fn(model, data, init, *, target: float = 0.1, n_samples: int = 10, iters: int = 20,
-               std_low: float = 1e-6, std_high: float = 1.0, seed: int = 0) -> float:
+               std_low: float = 1e-6, std_high: float = STD_HIGH, seed: int = 0, tolerance: float = TOLERANCE,
+               std_rtol: float = STD_RTOL) -> float:
             return _pacbayes(full, model, data, init, False, reference, target=target, n_samples=n_samples,
-                             iters=iters, std_low=std_low, std_high=std_high, seed=seed)
+                             iters=iters, std_low=std_low, std_high=std_high, seed=seed, tolerance=tolerance,
+                             std_rtol=std_rtol)
     fn.__name__ = fn.__qualname__ = full
     fn.__doc__ = f"Jiang et al. 2020's {name}, Eq. {equation} (see the module docstring for the formula)."
     MEASURES.register(full, fn, kind="sharpness", needs_data=True, needs_init=needs_init, higher_is_better=False,

@@ -7,12 +7,13 @@ For noise std σ and draw k = 1..n, every parameter θ_i of the (folded, float64
 
 and the error at σ is (1/n) Σ_k err_k(σ), err_k = the fraction of points with margin ≤ 0 under draw k.
 
-:class:`PerturbedErrors` evaluates that function of σ for many σ (a search calls it ~22 times) without
+:class:`PerturbedErrors` evaluates that function of σ for many σ (a search calls it at most 2 + min(iters, 11)
+= 13 times with its default stops, 22 with them off; 5-12 times on the bench's and the zoo's MLPs) without
 repeating what does not depend on σ, and with few, large tensor operations:
 
 1. **The draws are made once.** ε_k is the same for every σ (common random numbers: the generator is seeded
    with `seed` and draws parameter by parameter in ``named_parameters`` order, draw after draw), so the
-   ~22·n·(number of parameters) ``randn`` calls of a search become n·(number of parameters). The tensors
+   (σ's evaluated)·n·(number of parameters) ``randn`` calls of a search become n·(number of parameters). The tensors
    are bit for bit those that re-seeding for every σ gives.
 2. **The n draws go through the net together** (one batched matmul per Linear layer with the biases added
    by the same call, a parameter-free layer on the n·rows outputs at once, in place for a ReLU, any other
@@ -25,7 +26,7 @@ repeating what does not depend on σ, and with few, large tensor operations:
    ``nn.Sequential`` whose first children have no parameters (a Flatten) and whose first parameterised child
    is a Linear or ConvNd, that layer is linear in (weight, bias) jointly for a fixed input h:
    f(h; W + σE_k, b + σe_k) = f(h; W, b) + σ·f(h; E_k, e_k). Both terms are computed once per search
-   (1 + n layer evaluations instead of ~22·n); each σ then costs one multiply-add per output element. The
+   (1 + n layer evaluations instead of n per σ); each σ then costs one multiply-add per output element. The
    magnitude-aware s_i(σ) is not proportional to σ, so that search evaluates the first layer for every σ;
    so does a net whose n stored terms would exceed :data:`FIRST_LAYER_BYTES`.
 4. **A σ that fails is abandoned early, likeliest errors first.** The search only asks whether the mean
@@ -39,8 +40,10 @@ repeating what does not depend on σ, and with few, large tensor operations:
    margins), then the rest; a σ whose first part fails is decided there. Otherwise the points go in one
    part, as without a test. Measured on the bench's MLP (1000 points, 10 draws): near the σ each search
    converges to, a failing σ is decided after 55-60 % of the points (the ~1000 wrong pairs are spread over
-   ~530 points, one or two draws each), and the two searches evaluate 19.4 and 18.7 σ's worth of points
-   instead of 22. A σ that passes is evaluated on every point, in at most two passes.
+   ~530 points, one or two draws each). With the search's stops off (22 σ's) the two searches evaluate 19.4
+   and 18.7 σ's worth of points; with its default stops they end before the bisection is close to the
+   target from above, and evaluate 9.0 and 9.8 σ's worth of points for 9 and 10 σ's. A σ that passes is
+   evaluated on every point, in at most two passes.
 
 2 and 3 compute the same real numbers in another order, so the logits agree with the one-draw-at-a-time
 evaluation to float64 rounding (relative ~1e-15) and the 0-1 errors, signs of margins far larger than that,
