@@ -117,6 +117,8 @@ def plot(t, fig, p):
     ax1, ax2 = fig.subplots(1, 2)
     for mode, label in (("two_phase", "two-phase (gates frozen)"), ("last_layer", "last layer only")):
         by_alpha = ratio_samples(t, mode)
+        if not by_alpha:        # a mode the preset does not train (the ablation: two-phase only)
+            continue
         alphas = sorted(by_alpha)
         line, = ax1.plot(alphas, [float(np.median(by_alpha[a])) for a in alphas], marker="o",
                          label=label + (" (median over seeds)" if p["seeds"] > 1 else ""))
