@@ -24,7 +24,7 @@ as the points evaluated so far decide it; identical errors and σ, see that modu
    - **tolerance stop**: σ_pass has increase ≥ target − ``tolerance`` (so target − tolerance ≤ increase ≤
      target). One-sided: only a σ that passes can stop the search, whereas Dziugaite et al.'s released code
      stops at the first σ with |change − target| < 0.01, which may be a σ whose change exceeds the target
-     (Jiang et al.'s Algorithm 1 has the same kind of deviation tolerance ε_d). ``tolerance = TOLERANCE =
+     (Jiang et al.'s own search, their App. C, was not reachable here to compare). ``tolerance = TOLERANCE =
      0.01`` is that code's ``displacement_tolerance = 1e-2``; 0 turns the stop off.
    - **precision stop**: σ_fail / σ_pass ≤ 1 + ``std_rtol`` (``STD_RTOL = 0.01``: σ known to 1 %). Over 10
      seeds the σ found varies with a standard deviation of log σ of 0.06-0.07 on the bench's MLP (1000
@@ -66,7 +66,7 @@ in error.
 
 References:
     Jiang et al. 2020, "Fantastic Generalization Measures", §C.3 (pacbayes.flatness, Eq. (53); magnitude-aware
-    perturbation, Eqs. (56)-(61)); App. C, Algorithm 1 (the σ search with a deviation tolerance).
+    perturbation, Eqs. (56)-(61)).
     Dziugaite, Drouin et al. 2020, "In search of robust measures of generalization", released code
     (``_pacbayes_sigma``: ``displacement_tolerance = 1e-2``).
     Dziugaite & Roy 2017; McAllester 1999 (KL between Gaussians).
