@@ -34,6 +34,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .bench_pairs import interleaved
 from .config import ModelConfig, RunConfig, TrainConfig
 from .errors import GapbenchError
 from .measures import evaluate_all, measure_costs
@@ -82,7 +83,6 @@ def measures_pairs(sizes, repeats: int, clock: Callable[[], float] = time.perf_c
                    ) -> dict[str, np.ndarray]:
     """Per pair: seconds of the peer port's get_all_measures (A) and of gapbench's evaluate_all (B) on the
     same trained model; the ratio is B ÷ A. Also the gapbench measure count and each measure's cost alone."""
-    from .bench import interleaved  # bench imports this module
     peer = load_peer_port()
     model, init, (x, y) = cost_model(sizes.cost_depth, sizes.cost_width, sizes.cost_train, sizes.cost_epochs)
     peer_model = peer.PeerModel(model, IMAGE_SHAPE, CLASSES)

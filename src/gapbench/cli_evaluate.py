@@ -1,10 +1,10 @@
 """`gapbench evaluate`: run a measure or bound through the five tests on stored zoos (gapbench.evaluation).
 
-Imported at the end of gapbench.cli (it uses that module's options and helpers); torch loads inside the
-command. Exit codes: 0 when every quantity evaluated; 1 when some quantity failed (it could not be loaded,
-or it raised or returned a non-finite value on some model: the failures are recorded in its card and
-listed here, and the others were evaluated); 2 for a mistake in the command (an unknown name or zoo, a
-malformed spec, a zoo not built yet), in one paragraph.
+Imported at the end of gapbench.cli (it adds a command to that module's group; the helpers are
+gapbench.cli_common's); torch loads inside the command. Exit codes: 0 when every quantity evaluated; 1 when
+some quantity failed (it could not be loaded, or it raised or returned a non-finite value on some model: the
+failures are recorded in its card and listed here, and the others were evaluated); 2 for a mistake in the
+command (an unknown name or zoo, a malformed spec, a zoo not built yet), in one paragraph.
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ import sys
 
 import click
 
-from .cli import DEFAULT_OUT, _faults, main
+from .cli import main
+from .cli_common import DEFAULT_OUT, _faults
 from .errors import GapbenchError, param_error
 
 FAILED_EXIT = 1

@@ -1,7 +1,7 @@
 """`gapbench zoo ...`: build, list, show, export and import model zoos (gapbench.zoo).
 
-Imported at the end of gapbench.cli (it uses that module's options and helpers); torch and the zoos load
-inside each command, so `gapbench --help` stays cheap.
+Imported at the end of gapbench.cli (it adds commands to that module's group; the options and helpers are
+gapbench.cli_common's); torch and the zoos load inside each command, so `gapbench --help` stays cheap.
 """
 
 from __future__ import annotations
@@ -11,14 +11,14 @@ from pathlib import Path
 
 import click
 
-from .cli import (
+from .cli import main
+from .cli_common import (
     DEFAULT_OUT,
     _faults,
     _parse_sets,
     _runtime,
     backend_option,
     data_dir_option,
-    main,
     ray_address_option,
     threads_option,
 )
