@@ -83,13 +83,6 @@ def ratio_samples(t, mode="two_phase") -> dict[float, list[float]]:
     return by_alpha
 
 
-def ratios(t, mode="two_phase"):
-    """(alpha, median over seeds of accuracy(mode, α) / accuracy(standard))."""
-    by_alpha = ratio_samples(t, mode)
-    alphas = sorted(by_alpha)
-    return alphas, [float(np.median(by_alpha[a])) for a in alphas]
-
-
 def _ratio_claim(t, p):
     by_alpha = ratio_samples(t)
     if not by_alpha:
@@ -113,18 +106,23 @@ def _bound_valid(t, p):
                                f"models; tightest bound {tightest:.3f}")
 
 
+def _plot_over_seeds(ax, by_alpha: dict[float, list[float]], label: str, seeds: int) -> None:
+    """The median over seeds at each α as a line, and with several seeds every seed faintly behind it."""
+    alphas = sorted(by_alpha)
+    line, = ax.plot(alphas, [float(np.median(by_alpha[a])) for a in alphas], marker="o",
+                    label=label + (" (median over seeds)" if seeds > 1 else ""))
+    if seeds > 1:
+        ax.scatter([a for a in alphas for _ in by_alpha[a]], [v for a in alphas for v in by_alpha[a]],
+                   s=8, color=line.get_color(), alpha=0.35)
+
+
 def plot(t, fig, p):
     ax1, ax2 = fig.subplots(1, 2)
     for mode, label in (("two_phase", "two-phase (gates frozen)"), ("last_layer", "last layer only")):
         by_alpha = ratio_samples(t, mode)
         if not by_alpha:        # a mode the preset does not train (the ablation: two-phase only)
             continue
-        alphas = sorted(by_alpha)
-        line, = ax1.plot(alphas, [float(np.median(by_alpha[a])) for a in alphas], marker="o",
-                         label=label + (" (median over seeds)" if p["seeds"] > 1 else ""))
-        if p["seeds"] > 1:    # every seed, faintly, behind its median
-            ax1.scatter([a for a in alphas for _ in by_alpha[a]], [v for a in alphas for v in by_alpha[a]],
-                        s=8, color=line.get_color(), alpha=0.35)
+        _plot_over_seeds(ax1, by_alpha, label, p["seeds"])
     ax1.axhline(1.0, color="k", lw=0.8)
     ax1.axhspan(*PAPER_MNIST_RATIO, color="gray", alpha=0.2, label="range KKB report (MNIST)")
     ax1.set_xlabel("α (fraction of the training set used to learn the gates)")
@@ -139,12 +137,7 @@ def plot(t, fig, p):
         for r in t.rows:
             if r["hp.mode"] == mode and r.get(column) is not None:
                 by_alpha.setdefault(r["hp.alpha"], []).append(r[column])
-        alphas = sorted(by_alpha)
-        line, = ax2.plot(alphas, [float(np.median(by_alpha[a])) for a in alphas], marker="o",
-                         label=label + (" (median over seeds)" if p["seeds"] > 1 else ""))
-        if p["seeds"] > 1:    # every seed, faintly, behind its median
-            ax2.scatter([a for a in alphas for _ in by_alpha[a]], [v for a in alphas for v in by_alpha[a]],
-                        s=8, color=line.get_color(), alpha=0.35)
+        _plot_over_seeds(ax2, by_alpha, label, p["seeds"])
     standard = [r["test_error"] for r in t.rows if r["hp.mode"] == "standard"]
     if standard:
         ax2.axhline(float(np.median(standard)), color="k", lw=0.8, ls="--", label="test error, standard")
