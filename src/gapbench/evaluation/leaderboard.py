@@ -34,7 +34,7 @@ from ..atomic import atomic_write_bytes
 from ..report import html_page
 from .card import Card, verdict_of
 from .paper_values import DZIUGAITE, JIANG, paper_columns
-from .scores import LOWER_IS_BETTER, SCORES, SIGN_ERRORS, TARGETS
+from .scores import LOWER_IS_BETTER, SCORES, SIGN_ERRORS, TARGETS, rank_in
 
 NORM_PRODUCTS = ("spectral_product", "frobenius_product", "jiang2020_log_prod_of_spec",
                  "jiang2020_log_prod_of_fro")     # Π_l ‖W_l‖ (or its log): the products Jiang et al. discuss
@@ -93,8 +93,7 @@ def with_ranks(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def _ranks(rows: list[dict[str, Any]], column: str) -> list[int | None]:
     """Each row's rank by `column`: 1 + the number of rows with a better value (ties share), None: no value."""
     values = [r[column] for r in rows if r[column] is not None]
-    better = (lambda v, mine: v < mine) if _lower_first(column) else (lambda v, mine: v > mine)
-    return [None if r[column] is None else 1 + sum(better(v, r[column]) for v in values) for r in rows]
+    return [None if r[column] is None else rank_in(r[column], values, _lower_first(column)) for r in rows]
 
 
 def _top(rows: list[dict[str, Any]], column: str) -> list[dict[str, Any]]:

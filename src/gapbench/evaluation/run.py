@@ -23,10 +23,11 @@ from ..experiments.execute import STORE_NAME
 from ..outdir import locked
 from ..plugins import resolve
 from ..quantity import DEFAULT_DELTA, Quantity, QuantityError, builtin_quantity
+from ..ranking import seeds_needed
 from ..store import Store
 from .card import Card, write_card
 from .nk_tests import m_test, sprime_test
-from .scores import LOWER_IS_BETTER, SCORES, cost_test, ranking_test, validity_test
+from .scores import LOWER_IS_BETTER, SCORES, cost_test, rank_in, ranking_test, validity_test
 from .values import ValueCache, default_split
 
 M_ZOO, SPRIME_ZOO = "nk-m-sweep", "nk-hypersphere"
@@ -151,7 +152,6 @@ def test_set_size(models) -> int | None:
 def seeds_hint(zoo) -> str:
     """Where to find enough seeds per grid point for the sign error's ESS filter: the zoo's presets that have
     them, else a --set of its 'seeds' parameter ('' when it has none)."""
-    from ..ranking import seeds_needed
     needed = seeds_needed()
     enough = [name for name, p in zoo.definition.presets.items()
               if isinstance(p.get("seeds"), int) and p["seeds"] >= needed]
@@ -207,9 +207,8 @@ def rank_against(card: Card, others: list[Card]) -> dict[str, Any]:
             continue
         pool = [v for c in others if c.quantity != card.quantity
                 and (v := score_value(c, score, target or "gap")) is not None] + [mine]
-        better = sum((v < mine) if score in LOWER_IS_BETTER else (v > mine) for v in pool)
         label = score if score == "seconds" else f"{score} vs {target}"
-        ranks[label] = {"rank": better + 1, "of": len(pool), "value": mine}
+        ranks[label] = {"rank": rank_in(mine, pool, score in LOWER_IS_BETTER), "of": len(pool), "value": mine}
     return ranks
 
 

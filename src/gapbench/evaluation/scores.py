@@ -97,6 +97,11 @@ def validity_test(models, values: dict[str, Value], delta: float, n_test: int | 
                         v.largest_violation, v.vacuity, v.median_tightness, v.significant_violations, bound, test)
 
 
+def rank_in(value: float, pool: list[float], lower_is_better: bool) -> int:
+    """`value`'s rank among `pool`: 1 + the number of values better than it, so equal values share a rank."""
+    return 1 + sum((v < value) if lower_is_better else (v > value) for v in pool)
+
+
 @dataclass(frozen=True)
 class RankingTest:
     """scores[target][score]: a float or None; reasons[target][score]: why None."""
